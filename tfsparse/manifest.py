@@ -1,0 +1,72 @@
+"""`export/<name>/manifest.json`: what the export stage wrote, read by bench and report.
+
+Schema (paths are relative to the manifest's folder)::
+
+    {"model": "mobilenet_v1", "recipe": "models/mobilenet_v1.toml",
+     "files": [{"path": "mobilenet_v1.sparse.fp32.tflite", "variant": "fp32",
+                "dense": false, "runs": true, "error": null, "bytes": ..., "gzip_bytes": ...,
+                "size_ratio_vs_dense": ..., "sparse_tensors": ..., "densify_ops": ...,
+                "accuracy": ..., "parity": {"max_abs_diff": ..., "top1_agreement": ...},
+                "xnnpack": {"sparse_clusters": ..., "verdict": ..., "reasons": [...]}}]}
+
+Exactly one entry has `"dense": true, "variant": "fp32"`: the dense baseline every
+sparse file is compared against.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tfsparse.cli import UserError
+
+MANIFEST_NAME = "manifest.json"
+
+
+def manifest_path(path: str | Path) -> Path:
+    """The manifest for an export folder (or the manifest file itself)."""
+    path = Path(path)
+    return path / MANIFEST_NAME if path.is_dir() else path
+
+
+def load(path: str | Path) -> dict:
+    """Reads and checks a manifest; raises UserError naming the file if unusable."""
+    mp = manifest_path(path)
+    try:
+        manifest = json.loads(mp.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no {MANIFEST_NAME} in {path} (run python -m tfsparse.export first)") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"unreadable manifest {mp}: {e}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        raise UserError(f"malformed manifest {mp}: no 'files' list")
+    for entry in manifest["files"]:
+        if not isinstance(entry, dict) or "path" not in entry or "dense" not in entry:
+            raise UserError(f"malformed manifest {mp}: file entry {entry!r} lacks 'path' or 'dense'")
+    return manifest
+
+
+def files(path: str | Path, runnable_only: bool = True) -> list[Path]:
+    """Absolute paths of the manifest's files (by default only those that ran at export)."""
+    mp = manifest_path(path)
+    manifest = load(mp)
+    return [mp.parent / e["path"] for e in manifest["files"] if e.get("runs", True) or not runnable_only]
+
+
+def dense_sparse_pairs(path: str | Path) -> list[tuple[Path, Path]]:
+    """(dense baseline, sparse file) for every runnable sparse file in the manifest.
+
+    The baseline is the dense file of the same variant when the export wrote one,
+    else the dense fp32 file.
+    """
+    mp = manifest_path(path)
+    entries = [e for e in load(mp)["files"] if e.get("runs", True)]
+    dense = {e.get("variant"): e for e in entries if e["dense"]}
+    pairs = []
+    for e in entries:
+        if e["dense"]:
+            continue
+        base = dense.get(e.get("variant")) or dense.get("fp32")
+        if base is not None:
+            pairs.append((mp.parent / base["path"], mp.parent / e["path"]))
+    return pairs
