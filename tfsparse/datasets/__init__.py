@@ -1,0 +1,70 @@
+"""Offline data sets: nothing downloads at run time.
+
+Each data set module provides `fetch()` (called by `python -m tfsparse.datasets
+fetch`, which `make data` runs) and `load(...) -> Splits`. `load` never
+downloads: missing data is a one-line error naming the fetch command.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfsparse.cli import UserError
+
+
+@dataclass
+class Splits:
+    """Fixed train / validation / test splits plus what an app needs to feed the model.
+
+    `preprocessing` describes the app-side transform from raw input to model
+    input (stored in the exported model's metadata), e.g. for images
+    `{"scale": 1/255, "offset": 0.0, ...}` meaning `input = pixel * scale + offset`.
+    """
+
+    name: str
+    labels: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    full_train_examples: int = 0  # before --max-train-examples trimmed x_train
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+def _registry():
+    from tfsparse.datasets import fashion_mnist
+    return {"fashion_mnist": fashion_mnist}
+
+
+def names() -> list[str]:
+    return sorted(_registry())
+
+
+def get(name: str):
+    registry = _registry()
+    if name not in registry:
+        close = difflib.get_close_matches(name, registry, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(sorted(registry))}"
+        raise UserError(f"unknown data set {name!r} ({hint})")
+    return registry[name]
+
+
+def load(data_config, model_args: dict[str, Any], max_train_examples: int | None = None) -> Splits:
+    """Loads the recipe's data set, shaped for the recipe's model."""
+    module = get(data_config.name)
+    splits = module.load(data_config, model_args)
+    splits.full_train_examples = len(splits.x_train)
+    if max_train_examples is not None:
+        splits.x_train = splits.x_train[:max_train_examples]
+        splits.y_train = splits.y_train[:max_train_examples]
+    return splits

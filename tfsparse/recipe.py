@@ -1,0 +1,300 @@
+"""Recipes: the TOML files in `models/` that define what users train and ship.
+
+A recipe has five sections, each loaded into a config object that validates in
+`__init__` (so a bad value fails before any work starts) and round-trips
+through `get_config()` / `from_config()` like TF-MOT's schedules do:
+
+    [model]    zoo name + its arguments (width_multiplier, input_size, ...)
+    [data]     data set name + options
+    [train]    epochs, batch size, learning rates, seed, dense epochs
+    [pruning]  TF-MOT magnitude pruning: schedule, sparsities, policy, structure
+    [export]   TFLite variants written by `python -m tfsparse.export`
+
+Any key can be overridden on the command line with `--set section.key=value`
+(the value is parsed as TOML, so `--set pruning.final_sparsity=0.8` is a float).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tfsparse.cli import UserError
+
+SCHEDULES = ("polynomial", "constant")
+EXPORT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8")
+
+
+class _Section:
+    """get_config/from_config for a dataclass section; unknown keys are errors."""
+
+    section = ""
+
+    def get_config(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in config:
+            if key not in known:
+                raise ValueError(f"unknown key '{cls.section}.{key}' (known: {', '.join(sorted(known))})")
+        return cls(**config)
+
+
+def _check(condition: bool, message: str):
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class ModelConfig(_Section):
+    """[model]: a zoo architecture and the keyword arguments of its builder.
+
+    `name` selects the builder in `tfsparse.zoo`; every other key is passed to
+    it (e.g. `width_multiplier`, `input_size`). `num_classes` defaults to the
+    data set's class count.
+    """
+
+    section = "model"
+    name: str = "mobilenet_v1"
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check(isinstance(self.name, str) and self.name, f"model.name must be a non-empty string, got {self.name!r}")
+
+    def get_config(self):
+        return {"name": self.name, **self.args}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(name=config.pop("name", cls.name), args=config)
+
+
+@dataclass
+class DataConfig(_Section):
+    """[data]: an offline data set (see `tfsparse.datasets`) and its options."""
+
+    section = "data"
+    name: str = "fashion_mnist"
+    validation_examples: int = 5000
+
+    def __post_init__(self):
+        _check(isinstance(self.name, str) and self.name, f"data.name must be a non-empty string, got {self.name!r}")
+        _check(isinstance(self.validation_examples, int) and self.validation_examples >= 0,
+               f"data.validation_examples must be an integer >= 0, got {self.validation_examples!r}")
+
+
+@dataclass
+class TrainConfig(_Section):
+    """[train]: the three phases and their optimiser settings.
+
+    Phases: `dense_epochs` of dense training, then `epochs` of pruning
+    fine-tune during which the schedule runs, and (after a one-shot prune)
+    `finetune_epochs` at fixed masks. Learning rates follow a cosine decay
+    within each phase; pruning starts from the smaller `pruning_learning_rate`
+    because the network is already trained.
+    """
+
+    section = "train"
+    epochs: int = 4
+    dense_epochs: int = 8
+    finetune_epochs: int = 2
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    pruning_learning_rate: float = 5e-4
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "dense_epochs", "finetune_epochs"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                   f"train.{name} must be an integer >= 0, got {value!r}")
+        _check(isinstance(self.batch_size, int) and self.batch_size >= 1,
+               f"train.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        for name in ("learning_rate", "pruning_learning_rate"):
+            value = getattr(self, name)
+            _check(_is_number(value) and value > 0, f"train.{name} must be a number > 0, got {value!r}")
+        _check(_is_number(self.weight_decay) and self.weight_decay >= 0,
+               f"train.weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        _check(isinstance(self.seed, int), f"train.seed must be an integer, got {self.seed!r}")
+
+
+@dataclass
+class PruningConfig(_Section):
+    """[pruning]: TF-MOT magnitude pruning (Zhu & Gupta, 2017, arXiv:1710.01878).
+
+    `begin` and `end` are fractions of the pruning phase and `frequency` is in
+    steps at the recipe's full size; all three are rescaled to the steps actually
+    run (see `tfsparse.pruning.schedule_steps`), so a shortened run still ends
+    exactly at `final_sparsity`.
+
+    `policy`: `xnnpack` prunes the 1x1 convolutions only and checks the model
+    can take XNNPACK's sparse path (TF-MOT `PruneForLatencyOnXNNPack`, after
+    Elsen et al., "Fast Sparse ConvNets", arXiv:1911.09723); `all` prunes every
+    prunable layer; anything else is a regular expression over layer names.
+    """
+
+    section = "pruning"
+    schedule: str = "polynomial"
+    initial_sparsity: float = 0.0
+    final_sparsity: float = 0.9
+    begin: float = 0.0
+    end: float = 0.75
+    frequency: int = 100
+    power: float = 3.0
+    policy: str = "xnnpack"
+    sparsity_m_by_n: list[int] | None = None
+    block_size: list[int] | None = None
+
+    def __post_init__(self):
+        _check(self.schedule in SCHEDULES,
+               f"pruning.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        for name in ("initial_sparsity", "final_sparsity"):
+            value = getattr(self, name)
+            _check(_is_number(value) and 0 <= value < 1, f"pruning.{name} must be in [0, 1), got {value!r}")
+        _check(self.initial_sparsity <= self.final_sparsity,
+               f"pruning.initial_sparsity {self.initial_sparsity} exceeds final_sparsity {self.final_sparsity}")
+        for name in ("begin", "end"):
+            value = getattr(self, name)
+            _check(_is_number(value) and 0 <= value <= 1, f"pruning.{name} must be a fraction in [0, 1], got {value!r}")
+        _check(self.begin < self.end, f"pruning.begin {self.begin} must be before pruning.end {self.end}")
+        _check(isinstance(self.frequency, int) and self.frequency >= 1,
+               f"pruning.frequency must be an integer >= 1 (steps), got {self.frequency!r}")
+        _check(_is_number(self.power) and self.power > 0, f"pruning.power must be > 0, got {self.power!r}")
+        _check(isinstance(self.policy, str) and self.policy, f"pruning.policy must be a string, got {self.policy!r}")
+        if self.policy not in ("xnnpack", "all"):
+            try:
+                re.compile(self.policy)
+            except re.error as e:
+                raise ValueError(f"pruning.policy {self.policy!r} is neither xnnpack, all nor a valid regex: {e}")
+        if self.sparsity_m_by_n is not None:
+            m_n = self.sparsity_m_by_n
+            _check(isinstance(m_n, list) and len(m_n) == 2 and all(isinstance(v, int) for v in m_n)
+                   and 0 < m_n[0] < m_n[1],
+                   f"pruning.sparsity_m_by_n must be [M, N] with 0 < M < N, got {m_n!r}")
+        if self.block_size is not None:
+            b = self.block_size
+            _check(isinstance(b, list) and len(b) == 2 and all(isinstance(v, int) and v >= 1 for v in b),
+                   f"pruning.block_size must be [rows, cols] of integers >= 1, got {b!r}")
+        _check(not (self.sparsity_m_by_n and self.block_size and self.block_size != [1, 1]),
+               "pruning.sparsity_m_by_n and pruning.block_size cannot be combined")
+
+
+@dataclass
+class ExportConfig(_Section):
+    """[export]: which TFLite variants `python -m tfsparse.export` writes."""
+
+    section = "export"
+    variants: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    representative_examples: int = 200
+
+    def __post_init__(self):
+        _check(isinstance(self.variants, list) and self.variants,
+               f"export.variants must be a non-empty list, got {self.variants!r}")
+        for v in self.variants:
+            _check(v in EXPORT_VARIANTS, f"export.variants: unknown variant {v!r} (known: {', '.join(EXPORT_VARIANTS)})")
+        _check(isinstance(self.representative_examples, int) and self.representative_examples >= 1,
+               f"export.representative_examples must be an integer >= 1, got {self.representative_examples!r}")
+
+
+SECTIONS = {cls.section: cls for cls in (ModelConfig, DataConfig, TrainConfig, PruningConfig, ExportConfig)}
+
+
+@dataclass
+class Recipe:
+    """A validated recipe. `name` is the recipe file's stem (the run's name)."""
+
+    name: str
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    pruning: PruningConfig
+    export: ExportConfig
+    source: str | None = None
+
+    def get_config(self) -> dict[str, dict[str, Any]]:
+        return {s: getattr(self, s).get_config() for s in SECTIONS}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], name: str, source: str | None = None) -> "Recipe":
+        for section in config:
+            if section not in SECTIONS:
+                raise ValueError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        sections = {}
+        for section, section_cls in SECTIONS.items():
+            value = config.get(section, {})
+            if not isinstance(value, dict):
+                raise ValueError(f"[{section}] must be a table, got {value!r}")
+            sections[section] = section_cls.from_config(value)
+        return cls(name=name, source=source, **sections)
+
+    def to_toml(self) -> str:
+        return dump_toml(self.get_config())
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, key, value); the value is read as TOML."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise UserError(f"--set expects section.key=value, got {text!r}")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare words such as --set model.name=mobilenet_v2
+    return section, key, value
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Reads, overrides and validates a recipe; every problem is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe not found: {path}")
+    try:
+        config = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
+    for text in overrides:
+        section, key, value = parse_override(text)
+        config.setdefault(section, {})
+        if not isinstance(config[section], dict):
+            raise UserError(f"--set {text}: [{section}] is not a table")
+        config[section][key] = value
+    try:
+        return Recipe.from_config(config, name=path.stem, source=str(path))
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{path}: {e}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(config: dict[str, dict[str, Any]]) -> str:
+    """Writes the two-level tables recipes use (tomllib reads, nothing writes)."""
+    lines = []
+    for section, table in config.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""The two training phases behind `python -m tfsparse.train`, checkpointed per epoch.
+
+Phase 1 (dense): train the zoo model (or take the user's `--from` model).
+Phase 2 (pruning): wrap the policy's layers with `prune_low_magnitude` and
+fine-tune while the schedule raises sparsity (gradual), or prune once and
+fine-tune at fixed masks (`--one-shot`). Then strip the wrappers.
+
+Each epoch ends with an atomic checkpoint (model + optimizer + TF-MOT's
+`pruning_step` variables) and an update of `state.json`, so a run killed at any
+point resumes with `--resume`, losing at most the epoch in progress, and the
+pruning schedule continues where it stopped instead of restarting.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from tfsparse import atomic, pruning
+from tfsparse.cli import UserError
+from tfsparse.zoo import create_model
+
+keras = tf.keras
+
+
+def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, seed: int = 0):
+    """A tf.data pipeline; inputs stay uint8 in memory and are scaled per batch."""
+    scale = float(preprocessing.get("scale", 1.0))
+    offset = float(preprocessing.get("offset", 0.0))
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) * scale + offset, b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def save_for_inference(model, path: Path):
+    """Saves weights and architecture only (no optimizer state: a third of the size)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    with atomic.atomic_path(path) as tmp:
+        copy.save(tmp)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the model (with optimizer) atomically, then records the epoch in state."""
+
+    def __init__(self, path: Path, state, phase: str):
+        super().__init__()
+        self.path, self.state, self.phase = path, state, phase
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        with atomic.atomic_path(self.path) as tmp:
+            self.model.save(tmp)
+        self.state.data["epochs_done"][self.phase] = epoch + 1
+        self.state.data["seconds"][self.phase].append(round(seconds, 3))
+        self.state.save()
+
+
+class Trainer:
+    def __init__(self, recipe, splits, run_dir: Path, strategy, epochs_cap: int | None = None, verbose: int = 2):
+        self.recipe, self.splits, self.run_dir = recipe, splits, Path(run_dir)
+        self.strategy, self.epochs_cap, self.verbose = strategy, epochs_cap, verbose
+        self.ckpt_dir = self.run_dir / "checkpoints"
+
+    # ---- set-up -----------------------------------------------------------------
+    def build_model(self):
+        args = {"num_classes": self.splits.num_classes, **self.recipe.model.args}
+        tf.keras.utils.set_random_seed(self.recipe.train.seed)
+        return create_model(self.recipe.model.name, **args)
+
+    def load_user_model(self, path: str):
+        try:
+            model = keras.models.load_model(path)
+        except Exception as e:  # Keras raises many types for a bad file
+            raise UserError(f"--from: cannot load {path}: {str(e).splitlines()[0]}") from None
+        expected = tuple(self.splits.x_train.shape[1:])
+        if tuple(model.input_shape[1:]) != expected:
+            raise UserError(f"--from: {path} takes input {tuple(model.input_shape[1:])}, the data is {expected}")
+        return model
+
+    def validate(self, from_model: str | None = None):
+        """Every check that needs TensorFlow, before the run folder is written."""
+        with self.strategy.scope():
+            model = self.load_user_model(from_model) if from_model else self.build_model()
+        pruning.check_policy(model, self.recipe.pruning)
+        if len(self.splits.x_train) == 0:
+            raise UserError("no training examples")
+
+    def epochs(self, n: int) -> int:
+        return min(n, self.epochs_cap) if self.epochs_cap else n
+
+    def steps_per_epoch(self) -> int:
+        return pruning.steps_per_epoch(len(self.splits.x_train), self.recipe.train.batch_size)
+
+    def compile(self, model, learning_rate: float, total_steps: int):
+        train = self.recipe.train
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps), alpha=0.05)
+        if train.weight_decay:
+            optimizer = keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay)
+        else:
+            optimizer = keras.optimizers.Adam(schedule)
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def data(self):
+        t, s = self.recipe.train, self.splits
+        train = batches(s.x_train, s.y_train, t.batch_size, s.preprocessing, shuffle=True, seed=t.seed)
+        val = batches(s.x_val, s.y_val, 256, s.preprocessing) if len(s.x_val) else None
+        return train, val
+
+    def accuracy(self, model) -> float:
+        s = self.splits
+        _, acc = model.evaluate(batches(s.x_test, s.y_test, 256, s.preprocessing), verbose=0)
+        return float(acc)
+
+    def fit(self, model, phase: str, epochs: int, state, callbacks):
+        train, val = self.data()
+        initial = state.epochs_done(phase)
+        if initial < epochs:
+            print(f"[{phase}] epochs {initial + 1}..{epochs} of {epochs}, "
+                  f"{len(self.splits.x_train)} examples, {self.steps_per_epoch()} steps/epoch", flush=True)
+            ckpt = EpochCheckpoint(self.ckpt_dir / f"{phase}.keras", state, phase)
+            model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial,
+                      callbacks=[*callbacks, ckpt], verbose=self.verbose)
+
+    # ---- phases -----------------------------------------------------------------
+    def dense_phase(self, state, from_model: str | None):
+        dense_path = self.run_dir / "dense.keras"
+        if state.finished("dense"):
+            return
+        epochs = 0 if from_model else self.epochs(self.recipe.train.dense_epochs)
+        ckpt = self.ckpt_dir / "dense.keras"
+        with self.strategy.scope():
+            if ckpt.exists():
+                model = keras.models.load_model(ckpt)
+            else:
+                model = self.load_user_model(from_model) if from_model else self.build_model()
+                # A --from model is compiled too: evaluation needs the loss and metric.
+                self.compile(model, self.recipe.train.learning_rate, epochs * self.steps_per_epoch())
+        tensorboard = keras.callbacks.TensorBoard(str(self.run_dir / "logs" / "dense"))
+        self.fit(model, "dense", epochs, state, [tensorboard])
+        save_for_inference(model, dense_path)
+        accuracy = self.accuracy(model)
+        print(f"[dense] test accuracy {accuracy:.4f}", flush=True)
+        state.mark_finished("dense", dense_accuracy=accuracy)
+
+    def pruning_phase(self, state, one_shot: str | None):
+        config = self.recipe.pruning
+        if state.finished("pruning"):
+            return
+        epochs = self.epochs(self.recipe.train.finetune_epochs if one_shot else self.recipe.train.epochs)
+        total_steps = epochs * self.steps_per_epoch()
+        ckpt = self.ckpt_dir / "pruning.keras"
+        with self.strategy.scope():
+            if ckpt.exists():
+                with tfmot.sparsity.keras.prune_scope():
+                    model = keras.models.load_model(ckpt)
+                schedule_info = state.data["schedule"]
+            else:
+                dense = keras.models.load_model(self.run_dir / "dense.keras", compile=False)
+                if one_shot:
+                    schedule, schedule_info = self.one_shot(dense, one_shot)
+                else:
+                    steps = pruning.schedule_steps(config, total_steps, self.full_pruning_steps())
+                    schedule = pruning.make_schedule(config, steps)
+                    schedule_info = {"kind": config.schedule, **steps.__dict__}
+                model = pruning.apply_pruning(dense, config, schedule)
+                self.compile(model, self.recipe.train.pruning_learning_rate, total_steps)
+                state.data["schedule"] = schedule_info
+                state.data["pruned_layers"] = pruning.pruned_layer_names(model)
+                state.save()
+        print(f"[pruning] schedule {schedule_info}", flush=True)
+        callbacks = [tfmot.sparsity.keras.UpdatePruningStep(),
+                     tfmot.sparsity.keras.PruningSummaries(log_dir=str(self.run_dir / "logs" / "pruning"))]
+        self.fit(model, "pruning", epochs, state, callbacks)
+        stripped = pruning.strip(model)
+        stripped.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        save_for_inference(stripped, self.run_dir / "sparse.keras")
+        state.mark_finished("pruning", sparse_accuracy=self.accuracy(stripped))
+
+    def one_shot(self, dense, method: str):
+        """Zeros `final_sparsity` of each policy-selected kernel at once (by magnitude or at random)."""
+        config = self.recipe.pruning
+        probe = pruning.apply_pruning(dense, config, pruning.one_shot_schedule(config))
+        names = pruning.pruned_layer_names(probe)
+        if method == "random":
+            pruning.zero_randomly(dense, names, config.final_sparsity, self.recipe.train.seed)
+        else:
+            for name in names:
+                variable = pruning.prunable_kernel(dense.get_layer(name))
+                w = variable.numpy()
+                k = int(round(config.final_sparsity * w.size))
+                order = np.argsort(np.abs(w).reshape(-1), kind="stable")
+                flat = w.reshape(-1).copy()
+                flat[order[:k]] = 0
+                variable.assign(flat.reshape(w.shape))
+        # The fixed-mask schedule freezes exactly these zeros during fine-tuning.
+        return pruning.one_shot_schedule(config), {"kind": f"one-shot {method}", "begin_step": 1, "end_step": 1,
+                                                   "frequency": 1}
+
+    def full_pruning_steps(self) -> int:
+        """Steps of the pruning phase at the recipe's full size (for rescaling `frequency`)."""
+        n_full = self.splits.full_train_examples or len(self.splits.x_train)
+        return self.recipe.train.epochs * pruning.steps_per_epoch(n_full, self.recipe.train.batch_size)
+
+    def run(self, state, from_model: str | None = None, one_shot: str | None = None) -> dict:
+        self.dense_phase(state, from_model)
+        self.pruning_phase(state, one_shot)
+        metrics = self.metrics(state)
+        atomic.write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+    def metrics(self, state) -> dict:
+        sparse = keras.models.load_model(self.run_dir / "sparse.keras", compile=False)
+        names = state.data["pruned_layers"]
+        seconds = state.data["seconds"]
+        total = sum(int(np.prod(w.shape)) for w in sparse.weights)
+        zeros = sum(int(np.sum(w.numpy() == 0)) for w in sparse.weights)
+        return {
+            "recipe": self.recipe.name,
+            "model": self.recipe.model.name,
+            "dense_accuracy": state.data["dense_accuracy"],
+            "sparse_accuracy": state.data["sparse_accuracy"],
+            "target_sparsity": self.recipe.pruning.final_sparsity,
+            "overall_sparsity": pruning.overall_sparsity(sparse, names),
+            "layer_sparsity": pruning.layer_sparsity(sparse, names),
+            "parameters": total,
+            "nonzero_parameters": total - zeros,
+            "schedule": state.data["schedule"],
+            "epochs": dict(state.data["epochs_done"]),
+            "train_examples": len(self.splits.x_train),
+            "seconds_per_epoch": {
+                "dense": _mean(seconds["dense"]),
+                "pruned": _mean(seconds["pruning"]),
+            },
+        }
+
+
+def _mean(values):
+    return round(float(np.mean(values)), 3) if values else None
