@@ -1,0 +1,600 @@
+"""Benchmark .tflite files on an Android phone or emulator over adb; report dense vs sparse.
+
+Users run it through `android_bench/run.sh` (same options):
+
+    android_bench/run.sh --benchmark-binary ~/Downloads/android_aarch64_benchmark_model export/mobilenet_v1
+    android_bench/run.sh --serial emulator-5554 --threads 1,4 --runs 30 model.tflite other.tflite
+    android_bench/run.sh --avd Pixel_7_API_34 --out bench/android/pixel7 export/mobilenet_v1
+
+It pushes `benchmark_model` and the models to /data/local/tmp/tfsparse/, runs every model at
+every thread count with XNNPACK, op profiling and peak-memory reporting on, parses the output
+(`tfsparse.benchmark_model`), removes its files from the device (also on failure or Ctrl-C),
+and writes results.json, results.csv and summary.md. A model whose run crashes, exits non-zero,
+times out or loses the device is recorded as failed; the others still run; the exit status is
+1 if any run failed, 2 for a problem the user must fix first (one line on stderr).
+
+Stdlib only, on purpose: this runs on machines without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tfsparse import atomic, benchmark_model, manifest
+from tfsparse.cli import ArgumentParser, UserError, run_main
+
+REMOTE_DIR = "/data/local/tmp/tfsparse"
+REMOTE_BINARY = f"{REMOTE_DIR}/benchmark_model"
+# Appended to the remote command so the exit status survives adb versions that always return 0.
+STATUS_MARKER = "tfsparse-exit-status:"
+BINARY_HELP = """\
+where to get benchmark_model (a native binary for the device's ABI, not the .apk):
+  arm64-v8a phones      android_aarch64_benchmark_model
+  armeabi-v7a phones    android_arm_benchmark_model
+  x86_64 emulators      android_x86_64_benchmark_model
+  x86 emulators         android_x86_benchmark_model
+from https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/<name>
+(listed on https://ai.google.dev/edge/litert/models/measurement), or build it with Bazel:
+  bazel build -c opt --config=android_arm64 //tflite/tools/benchmark:benchmark_model
+Check a phone's ABI with: adb shell getprop ro.product.cpu.abi"""
+
+# ELF e_machine -> Android ABI (System V ABI / Android NDK "ABIs" page).
+ELF_MACHINE_ABI = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
+
+DEVICE_STATE_ADVICE = {
+    "unauthorized": "is unauthorized: unlock it, accept the 'Allow USB debugging' prompt, then run again",
+    "offline": "is offline: reconnect it (or run 'adb kill-server'), wait until 'adb devices' says 'device', then run again",
+    "no permissions": "cannot be opened (no permissions): add a udev rule for it "
+                      "(https://developer.android.com/studio/run/device) or restart adb with 'adb kill-server', then run again",
+    "recovery": "is in recovery mode: reboot it normally, then run again",
+    "sideload": "is in sideload mode: reboot it normally, then run again",
+    "bootloader": "is in the bootloader: reboot it normally, then run again",
+}
+
+
+@dataclass
+class Model:
+    """One .tflite file to benchmark."""
+    path: Path
+    label: str
+    remote: str
+    export: str | None = None
+    variant: str | None = None
+    dense: bool | None = None
+    baseline: Path | None = None  # dense file each sparse file is compared against
+
+
+@dataclass
+class RunResult:
+    """One model at one thread count."""
+    model: str
+    path: str
+    threads: int
+    status: str                     # "ok" | "failed"
+    error: str | None = None
+    export: str | None = None
+    variant: str | None = None
+    dense: bool | None = None
+    baseline: str | None = None
+    avg_ms: float | None = None
+    median_ms: float | None = None
+    init_ms: float | None = None
+    peak_memory_mb: float | None = None
+    sparse_engaged: bool | None = None
+    nchw_stem: bool | None = None
+    sparse_ops: list[str] = field(default_factory=list)
+    speedup_vs_dense: float | None = None
+    raw_output: str | None = None
+
+
+class DeviceLost(Exception):
+    """adb could not reach the device for a command."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def elf_abi(path: Path) -> str:
+    """The Android ABI of an ELF executable, read from its header's e_machine field."""
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        raise UserError(f"{path} is not an ELF executable (expected the benchmark_model binary for Android)")
+    order = "little" if header[5] == 1 else "big"
+    machine = int.from_bytes(header[18:20], order)
+    if machine not in ELF_MACHINE_ABI:
+        raise UserError(f"{path} is an ELF binary for machine type {machine}, not an Android ABI (arm64, arm, x86_64, x86)")
+    return ELF_MACHINE_ABI[machine]
+
+
+def _remote_name(index: int, path: Path) -> str:
+    """A shell-safe file name on the device; the index keeps sanitised names distinct."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._") or "model"
+    return f"{REMOTE_DIR}/m{index:02d}_{stem[:60]}.tflite"
+
+
+def collect_models(inputs: list[str]) -> list[Model]:
+    """Models from .tflite paths and export folders (their manifest gives the dense baselines).
+
+    A loose .tflite file is paired with a dense baseline only when a manifest.json beside it
+    lists it (the export stage wrote it); otherwise it is benchmarked without a speedup.
+    """
+    entries: dict[Path, dict] = {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            baselines = {s.resolve(): d.resolve() for d, s in manifest.dense_sparse_pairs(path)}
+            meta = {(path / e["path"]).resolve(): e for e in manifest.load(path)["files"]}
+            for f in manifest.files(path):
+                f = f.resolve()
+                if not f.is_file():
+                    raise UserError(f"{f} is listed in {manifest.manifest_path(path)} but missing")
+                entries.setdefault(f, {"export": path.resolve().name, "meta": meta.get(f, {}),
+                                       "baseline": baselines.get(f)})
+        elif path.is_file():
+            if path.suffix != ".tflite":
+                raise UserError(f"{item} is not a .tflite file or an export folder")
+            f = path.resolve()
+            info = {"export": None, "meta": {}, "baseline": None}
+            if (f.parent / manifest.MANIFEST_NAME).is_file():
+                listed = {(f.parent / e["path"]).resolve(): e for e in manifest.load(f.parent)["files"]}
+                if f in listed:
+                    pairs = {s.resolve(): d.resolve() for d, s in manifest.dense_sparse_pairs(f.parent)}
+                    info = {"export": f.parent.name, "meta": listed[f], "baseline": pairs.get(f)}
+            entries.setdefault(f, info)
+        else:
+            raise UserError(f"{item}: no such file or folder")
+    if not entries:
+        raise UserError("no runnable .tflite files in " + ", ".join(inputs))
+    names = [f.name for f in entries]
+    models = []
+    for i, (f, info) in enumerate(entries.items()):
+        label = f.name if names.count(f.name) == 1 else f"{f.parent.name}/{f.name}"
+        meta = info["meta"]
+        models.append(Model(path=f, label=label, remote=_remote_name(i, f), export=info["export"],
+                            variant=meta.get("variant"), dense=meta.get("dense"), baseline=info["baseline"]))
+    return models
+
+
+def parse_threads(text: str) -> list[int]:
+    try:
+        threads = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        threads = []
+    if not threads or any(t < 1 for t in threads):
+        raise UserError(f"--threads {text!r}: expected positive integers separated by commas, e.g. 1,2,4")
+    return list(dict.fromkeys(threads))
+
+
+# ----------------------------------------------------------------------------- adb
+
+class Adb:
+    """Runs adb commands (argument lists, never through a local shell)."""
+
+    def __init__(self, adb: str, serial: str | None = None):
+        self.adb = adb
+        self.serial = serial
+
+    def _argv(self, args: list[str]) -> list[str]:
+        return [self.adb, *(["-s", self.serial] if self.serial else []), *args]
+
+    def run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+        """Runs adb; kills its whole process group on timeout (raises subprocess.TimeoutExpired)."""
+        proc = subprocess.Popen(self._argv(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            # start_new_session: Ctrl-C does not reach adb by itself; kill it with its children.
+            _kill_group(proc)
+            raise
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def shell(self, *words: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """`adb shell` with each word quoted: the device's shell sees exactly these words."""
+        return self.run(["shell", " ".join(shlex.quote(w) for w in words)], timeout=timeout)
+
+    def checked_shell(self, *words: str, timeout: float = 120) -> str:
+        result = self.shell(*words, timeout=timeout)
+        if result.returncode != 0:
+            raise DeviceLost(_one_line(result.stderr or result.stdout) or f"adb shell {words[0]} failed")
+        return result.stdout
+
+    def push(self, local: Path, remote: str, timeout: float = 600) -> None:
+        result = self.run(["push", str(local), remote], timeout=timeout)
+        if result.returncode != 0:
+            raise DeviceLost(f"adb push {local} failed: {_one_line(result.stderr or result.stdout)}")
+
+    def getprop(self, name: str) -> str:
+        return self.checked_shell("getprop", name, timeout=30).strip()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.communicate()
+
+
+def _one_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def find_tool(explicit: str | None, env: str, name: str, sdk_subdir: str) -> str | None:
+    """A tool from the flag, the environment variable, PATH, or the Android SDK."""
+    for candidate in (explicit, os.environ.get(env)):
+        if candidate:
+            return candidate
+    if found := shutil.which(name):
+        return found
+    for root in (os.environ.get("ANDROID_HOME"), os.environ.get("ANDROID_SDK_ROOT")):
+        if root and (Path(root) / sdk_subdir / name).is_file():
+            return str(Path(root) / sdk_subdir / name)
+    return None
+
+
+def list_devices(adb: Adb) -> list[tuple[str, str]]:
+    """(serial, state) pairs from `adb devices -l`."""
+    try:
+        result = Adb(adb.adb).run(["devices", "-l"], timeout=60)
+    except FileNotFoundError:
+        raise UserError(f"adb not found at {adb.adb}: pass --adb PATH or set ADB") from None
+    except PermissionError:
+        raise UserError(f"{adb.adb} is not executable: pass --adb PATH or set ADB") from None
+    if result.returncode != 0:
+        raise UserError(f"'{adb.adb} devices' failed: {_one_line(result.stderr) or 'exit ' + str(result.returncode)}")
+    devices = []
+    for line in result.stdout.splitlines():
+        if not line.strip() or line.startswith(("List of devices", "*")):
+            continue
+        serial, _, rest = line.strip().partition(" ") if "\t" not in line else line.strip().partition("\t")
+        rest = rest.strip()
+        state = "no permissions" if rest.startswith("no permissions") else (rest.split() or ["unknown"])[0]
+        devices.append((serial.strip(), state))
+    return devices
+
+
+def choose_device(devices: list[tuple[str, str]], serial: str | None) -> str:
+    """The serial to use, or a UserError saying what to do."""
+    if not devices:
+        raise UserError("no Android device found by adb: connect a phone with USB debugging enabled, "
+                        "start an emulator, or pass --avd NAME")
+    if serial is None:
+        if len(devices) > 1:
+            listing = ", ".join(f"{s} ({st})" for s, st in devices)
+            raise UserError(f"several devices attached: {listing}; choose one with --serial SERIAL")
+        serial, state = devices[0]
+    else:
+        states = dict(devices)
+        if serial not in states:
+            raise UserError(f"device {serial} not found; adb sees: " + ", ".join(s for s, _ in devices))
+        state = states[serial]
+    if state != "device":
+        advice = DEVICE_STATE_ADVICE.get(state, f"is in state '{state}': wait until 'adb devices' says 'device', then run again")
+        raise UserError(f"device {serial} {advice}")
+    return serial
+
+
+def check_abi(adb: Adb, binary_abi: str, binary: Path) -> str:
+    """The device's ABI; UserError when the binary cannot run there."""
+    abi = adb.getprop("ro.product.cpu.abi")
+    supported = {abi, *filter(None, adb.getprop("ro.product.cpu.abilist").split(","))}
+    if binary_abi not in supported:
+        raise UserError(f"{binary} is built for {binary_abi} but device {adb.serial} is {abi}: "
+                        f"use the benchmark_model build for {abi} (see android_bench/run.sh --help)")
+    return abi
+
+
+def start_emulator(avd: str, adb: Adb, log_path: Path, boot_timeout: float) -> tuple[subprocess.Popen, str]:
+    """Starts `emulator -avd AVD` headless; waits until it is a `device` with sys.boot_completed=1."""
+    emulator = find_tool(None, "TFSPARSE_EMULATOR", "emulator", "emulator")
+    if emulator is None:
+        raise UserError("--avd needs the Android emulator: install it with sdkmanager 'emulator' "
+                        "and set ANDROID_HOME (or put 'emulator' on PATH)")
+    before = {s for s, _ in list_devices(adb)}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w")
+    proc = subprocess.Popen([emulator, "-avd", avd, "-no-window", "-no-audio", "-no-boot-anim"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + boot_timeout
+    serial = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"emulator -avd {avd} exited with status {proc.returncode}: see {log_path}")
+        if serial is None:
+            new = [s for s, st in list_devices(adb) if s.startswith("emulator-") and s not in before]
+            serial = new[0] if new else None
+        if serial is not None:
+            probe = Adb(adb.adb, serial).shell("getprop", "sys.boot_completed", timeout=30)
+            if probe.returncode == 0 and probe.stdout.strip() == "1":
+                return proc, serial
+        time.sleep(float(os.environ.get("TFSPARSE_BOOT_POLL_S", "2")))
+    stop_emulator(proc, Adb(adb.adb, serial) if serial else None)
+    raise UserError(f"emulator -avd {avd} did not finish booting within {boot_timeout:g} s "
+                    f"(see {log_path}); raise --boot-timeout")
+
+
+def stop_emulator(proc: subprocess.Popen, adb: Adb | None) -> None:
+    if adb is not None:
+        try:
+            adb.run(["emu", "kill"], timeout=30)
+        except Exception:  # noqa: BLE001 - best effort, the process is killed below anyway
+            pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+
+
+# ----------------------------------------------------------------------------- running
+
+def benchmark_flags(args, model: Model, threads: int) -> list[str]:
+    flags = [f"--graph={model.remote}", f"--num_threads={threads}", f"--num_runs={args.runs}",
+             f"--warmup_runs={args.warmup}", f"--use_xnnpack={'false' if args.no_xnnpack else 'true'}",
+             "--report_peak_memory_footprint=true"]
+    if not args.no_op_profiling:
+        flags.append("--enable_op_profiling=true")
+    return flags
+
+
+def run_one(adb: Adb, args, model: Model, threads: int) -> RunResult:
+    """One benchmark run; every fault ends up in the result, never as an exception."""
+    result = RunResult(model=model.label, path=str(model.path), threads=threads, status="failed",
+                       export=model.export, variant=model.variant, dense=model.dense,
+                       baseline=model.baseline.name if model.baseline else None)
+    command = " ".join(shlex.quote(w) for w in [REMOTE_BINARY, *benchmark_flags(args, model, threads)])
+    # `2>&1`: one ordered stream; the marker gives the status even where adb returns 0 always.
+    remote = f"{command} 2>&1; echo {STATUS_MARKER}$?"
+    try:
+        proc = adb.run(["shell", remote], timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        result.error = f"timed out after {args.timeout:g} s"
+        _kill_remote(adb)
+        return result
+    text = proc.stdout + ("\n" + proc.stderr if proc.stderr.strip() else "")
+    result.raw_output = text
+    remote_status = None
+    if m := re.search(rf"^{re.escape(STATUS_MARKER)}(\d+)\s*$", proc.stdout, re.MULTILINE):
+        remote_status = int(m.group(1))
+    elif proc.returncode != 0:
+        # No marker: adb never reached (or lost) the device.
+        result.error = f"device lost: {_one_line(proc.stderr or proc.stdout) or 'adb exit ' + str(proc.returncode)}"
+        return result
+    parsed = benchmark_model.parse(text)
+    if remote_status not in (0, None):
+        reason = {139: "crashed (SIGSEGV)", 134: "crashed (SIGABRT)", 137: "was killed (SIGKILL)",
+                  132: "crashed (SIGILL)", 135: "crashed (SIGBUS)"}.get(remote_status, f"exited with status {remote_status}")
+        detail = parsed.error_lines[-1] if parsed.error_lines else _one_line(text.replace(m.group(0), ""))
+        result.error = f"benchmark_model {reason}" + (f": {detail}" if detail else "")
+        return result
+    if not parsed.has_timing:
+        detail = parsed.error_lines[-1] if parsed.error_lines else "no timing line in the output"
+        result.error = f"benchmark_model printed no timings: {detail}"
+        return result
+    verdict = parsed.sparse
+    result.status = "ok"
+    result.avg_ms, result.median_ms = parsed.avg_ms, parsed.median_ms
+    result.init_ms, result.peak_memory_mb = parsed.init_ms, parsed.peak_memory_mb
+    result.sparse_engaged, result.nchw_stem, result.sparse_ops = verdict.engaged, verdict.nchw_stem, verdict.sparse_ops
+    return result
+
+
+def _kill_remote(adb: Adb) -> None:
+    """Stops a benchmark left running on the device after a local timeout (best effort)."""
+    try:
+        adb.shell("pkill", "-f", REMOTE_BINARY, timeout=20)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def cleanup_device(adb: Adb) -> None:
+    try:
+        adb.shell("rm", "-rf", REMOTE_DIR, timeout=60)
+    except Exception as e:  # noqa: BLE001 - never mask the real error with a cleanup error
+        print(f"warning: could not remove {REMOTE_DIR} from the device: {e}", file=sys.stderr)
+
+
+def add_speedups(results: list[RunResult], models: list[Model]) -> None:
+    """speedup = dense baseline avg latency / this file's avg latency, at the same thread count."""
+    by_path = {(r.path, r.threads): r for r in results}
+    for model in models:
+        if model.baseline is None:
+            continue
+        for r in results:
+            base = by_path.get((str(model.baseline), r.threads))
+            if r.path == str(model.path) and base and r.status == base.status == "ok" and r.avg_ms:
+                r.speedup_vs_dense = base.avg_ms / r.avg_ms
+
+
+# ----------------------------------------------------------------------------- report
+
+CSV_COLUMNS = ["model", "threads", "status", "avg_ms", "median_ms", "init_ms", "peak_memory_mb",
+               "sparse_engaged", "speedup_vs_dense", "baseline", "variant", "dense", "export", "path", "error"]
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_report(out: Path, device: dict, settings: dict, results: list[RunResult]) -> None:
+    rows = [{k: v for k, v in asdict(r).items() if k != "raw_output"} for r in results]
+    atomic.write_json(out / "results.json", {"device": device, "settings": settings, "results": rows})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
+    atomic.write_text(out / "results.csv", buf.getvalue())
+    atomic.write_text(out / "summary.md", summary_markdown(device, settings, results))
+
+
+def summary_markdown(device: dict, settings: dict, results: list[RunResult]) -> str:
+    lines = [
+        f"# Android benchmark: {device.get('model') or '?'} ({device.get('serial')}, {device.get('abi')})",
+        "",
+        f"benchmark_model {settings['binary_abi']} · threads {','.join(map(str, settings['threads']))} · "
+        f"{settings['runs']} runs, {settings['warmup']} warm-up · XNNPACK {'off' if settings['no_xnnpack'] else 'on'}",
+        "",
+        "Latency in ms (average and median of the regular runs); speedup = dense baseline average / "
+        "this file's average at the same thread count; sparse path = XNNPACK's SpMM kernels ran "
+        "(from the op profile).",
+        "",
+        "| model | threads | avg ms | median ms | init ms | peak MB | sparse path | speedup vs dense | status |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for r in results:
+        speed = f"{r.speedup_vs_dense:.2f}x" if r.speedup_vs_dense is not None else "-"
+        sparse = {True: "yes", False: "no", None: "unknown"}[r.sparse_engaged] if r.status == "ok" else "-"
+        status = "ok" if r.status == "ok" else "FAILED: " + (r.error or "").replace("|", "\\|")
+        name = r.model.replace("|", "\\|")
+        lines.append(f"| {name} | {r.threads} | {_fmt(r.avg_ms)} | {_fmt(r.median_ms)} | {_fmt(r.init_ms)} | "
+                     f"{_fmt(r.peak_memory_mb)} | {sparse} | {speed} | {status} |")
+    failed = [r for r in results if r.status != "ok"]
+    lines += ["", f"{len(results) - len(failed)} of {len(results)} runs succeeded."]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser() -> ArgumentParser:
+    prog = os.environ.get("TFSPARSE_PROG", "python -m tfsparse.android_bench")
+    parser = ArgumentParser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Benchmark .tflite files (or export folders) on an Android device over adb with\n"
+                                        "benchmark_model; report latency, memory, whether XNNPACK's sparse kernels\n"
+                                        "ran, and each sparse file's speedup over its dense baseline.",
+                            epilog=BINARY_HELP + "\n\nexit status: 0 all runs ok, 1 some run failed "
+                                   "(recorded in the report), 2 a problem to fix first, 130 interrupted.")
+    parser.add_argument("inputs", nargs="+", metavar="MODEL.tflite|EXPORT_DIR",
+                        help="files to benchmark; an export folder's manifest.json pairs sparse files with their dense baseline")
+    parser.add_argument("--serial", help="device serial from 'adb devices' (needed when several are attached)")
+    parser.add_argument("--benchmark-binary", metavar="PATH",
+                        help="benchmark_model built for the device's ABI (default: $TFSPARSE_BENCHMARK_MODEL)")
+    parser.add_argument("--adb", metavar="PATH", help="adb executable (default: $ADB, PATH, $ANDROID_HOME/platform-tools)")
+    parser.add_argument("--threads", default="1,2,4", help="comma-separated thread counts (default: 1,2,4)")
+    parser.add_argument("--runs", type=int, default=50, help="benchmark_model --num_runs (default: 50)")
+    parser.add_argument("--warmup", type=int, default=1, help="benchmark_model --warmup_runs (default: 1)")
+    parser.add_argument("--no-xnnpack", action="store_true", help="run with --use_xnnpack=false (reference kernels)")
+    parser.add_argument("--no-op-profiling", action="store_true",
+                        help="skip --enable_op_profiling (faster; the sparse path then reads 'unknown')")
+    parser.add_argument("--avd", metavar="NAME",
+                        help="start this emulator headless (emulator -avd NAME -no-window -no-audio -no-boot-anim, "
+                             "from $ANDROID_HOME/emulator or PATH), wait for sys.boot_completed=1, stop it at the end")
+    parser.add_argument("--boot-timeout", type=float, default=300, metavar="S",
+                        help="seconds to wait for --avd to boot (default: 300)")
+    parser.add_argument("--timeout", type=float, default=600, metavar="S",
+                        help="seconds one benchmark run may take before it is stopped and recorded as failed (default: 600)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="report folder for results.json, results.csv, summary.md, raw/ (default: bench/android/<time>)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    threads = parse_threads(args.threads)
+    if args.runs < 1 or args.warmup < 0:
+        raise UserError(f"--runs must be >= 1 and --warmup >= 0 (got {args.runs}, {args.warmup})")
+    binary = args.benchmark_binary or os.environ.get("TFSPARSE_BENCHMARK_MODEL")
+    if not binary:
+        raise UserError("no benchmark_model binary: pass --benchmark-binary PATH or set TFSPARSE_BENCHMARK_MODEL "
+                        "(run.sh --help says where to get one for your device's ABI)")
+    binary = Path(binary)
+    if not binary.is_file():
+        raise UserError(f"benchmark_model binary {binary} does not exist (--benchmark-binary / TFSPARSE_BENCHMARK_MODEL)")
+    binary_abi = elf_abi(binary)
+    models = collect_models(args.inputs)
+    adb_path = find_tool(args.adb, "ADB", "adb", "platform-tools")
+    if adb_path is None:
+        raise UserError("adb not found: install Android platform-tools and pass --adb PATH, set ADB, or put adb on PATH")
+    out = Path(args.out or Path("bench", "android", time.strftime("%Y%m%d-%H%M%S")))
+
+    # SIGTERM (CI cancel, kill) takes the same way out as Ctrl-C, so the device is cleaned.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    adb = Adb(adb_path)
+    emulator = None
+    serial = args.serial
+    try:
+        if args.avd:
+            emulator, serial = start_emulator(args.avd, adb, out / "emulator.log", args.boot_timeout)
+        serial = choose_device(list_devices(adb), serial)
+        adb = Adb(adb_path, serial)
+        try:
+            abi = check_abi(adb, binary_abi, binary)
+            device = {"serial": serial, "abi": abi, "model": adb.getprop("ro.product.model"),
+                      "android": adb.getprop("ro.build.version.release")}
+        except DeviceLost as e:
+            raise UserError(f"device {serial} did not answer: {e}") from None
+        settings = {"binary": str(binary), "binary_abi": binary_abi, "threads": threads, "runs": args.runs,
+                    "warmup": args.warmup, "no_xnnpack": args.no_xnnpack, "op_profiling": not args.no_op_profiling,
+                    "timeout_s": args.timeout}
+        results = benchmark_all(adb, args, binary, models, threads, out)
+    finally:
+        if emulator is not None:
+            stop_emulator(emulator, Adb(adb_path, serial) if serial else None)
+    add_speedups(results, models)
+    write_report(out, device, settings, results)
+    failed = [r for r in results if r.status != "ok"]
+    for r in failed:
+        print(f"FAILED {r.model} threads={r.threads}: {r.error}", file=sys.stderr)
+    print(f"{len(results) - len(failed)}/{len(results)} runs ok; report: {out / 'summary.md'}")
+    return 1 if failed else 0
+
+
+def benchmark_all(adb: Adb, args, binary: Path, models: list[Model], threads: list[int], out: Path) -> list[RunResult]:
+    """Pushes everything, runs every model x thread count, always cleans the device."""
+    results: list[RunResult] = []
+    try:
+        adb.shell("rm", "-rf", REMOTE_DIR, timeout=60)
+        adb.checked_shell("mkdir", "-p", REMOTE_DIR, timeout=60)
+        adb.push(binary, REMOTE_BINARY)
+        adb.checked_shell("chmod", "755", REMOTE_BINARY, timeout=60)
+        pushed = {}
+        for model in models:
+            try:
+                adb.push(model.path, model.remote)
+                pushed[model.path] = True
+            except DeviceLost as e:
+                pushed[model.path] = str(e)
+        for model in models:
+            for n in threads:
+                if pushed[model.path] is not True:
+                    r = RunResult(model=model.label, path=str(model.path), threads=n, status="failed",
+                                  error=pushed[model.path], export=model.export, variant=model.variant,
+                                  dense=model.dense, baseline=model.baseline.name if model.baseline else None)
+                else:
+                    print(f"{model.label} threads={n} ...", file=sys.stderr, flush=True)
+                    r = run_one(adb, args, model, n)
+                if r.raw_output is not None:
+                    # The sanitised remote name is unique (indexed) and safe as a file name.
+                    stem = Path(model.remote).stem
+                    atomic.write_text(out / "raw" / f"{stem}.threads{n}.txt", r.raw_output)
+                results.append(r)
+    except DeviceLost as e:
+        raise UserError(f"device {adb.serial}: {e}") from None
+    finally:
+        cleanup_device(adb)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(os.environ.get("TFSPARSE_PROG", "tfsparse.android_bench"), main))
