@@ -40,6 +40,8 @@ REMOTE_DIR = "/data/local/tmp/tfsparse"
 REMOTE_BINARY = f"{REMOTE_DIR}/benchmark_model"
 # Appended to the remote command so the exit status survives adb versions that always return 0.
 STATUS_MARKER = "tfsparse-exit-status:"
+# Seconds between boot checks of --avd; the tests shorten it (their stand-in boots at once).
+BOOT_POLL_S = float(os.environ.get("TFSPARSE_BOOT_POLL_S", "2"))
 BINARY_HELP = """\
 where to get benchmark_model (a native binary for the device's ABI, not the .apk):
   arm64-v8a phones      android_aarch64_benchmark_model
@@ -323,7 +325,7 @@ def start_emulator(avd: str, adb: Adb, log_path: Path, boot_timeout: float) -> t
             probe = Adb(adb.adb, serial).shell("getprop", "sys.boot_completed", timeout=30)
             if probe.returncode == 0 and probe.stdout.strip() == "1":
                 return proc, serial
-        time.sleep(float(os.environ.get("TFSPARSE_BOOT_POLL_S", "2")))
+        time.sleep(BOOT_POLL_S)
     stop_emulator(proc, Adb(adb.adb, serial) if serial else None)
     raise UserError(f"emulator -avd {avd} did not finish booting within {boot_timeout:g} s "
                     f"(see {log_path}); raise --boot-timeout")
@@ -499,7 +501,7 @@ def build_parser() -> ArgumentParser:
                         help="skip --enable_op_profiling (faster; the sparse path then reads 'unknown')")
     parser.add_argument("--avd", metavar="NAME",
                         help="start this emulator headless (emulator -avd NAME -no-window -no-audio -no-boot-anim, "
-                             "from $ANDROID_HOME/emulator or PATH), wait for sys.boot_completed=1, stop it at the end")
+                             "from $TFSPARSE_EMULATOR, PATH or $ANDROID_HOME/emulator), wait for sys.boot_completed=1, stop it at the end")
     parser.add_argument("--boot-timeout", type=float, default=300, metavar="S",
                         help="seconds to wait for --avd to boot (default: 300)")
     parser.add_argument("--timeout", type=float, default=600, metavar="S",

@@ -195,8 +195,9 @@ def parse_op_profile(lines: list[str]) -> list[OpRow]:
     in_regular = True  # outputs without the header line (CSV) count as regular runs
     for raw in lines:
         text = strip_prefix(raw)
-        if text.startswith("Operator-wise Profiling Info for"):
-            in_regular = "Regular" in text
+        if "Profiling Info for" in text:
+            # Newer builds also print "Profiling Info for Benchmark Initialization" (init ops).
+            in_regular = "Regular Benchmark Runs" in text
             section = None
             csv_mode = False
             continue
