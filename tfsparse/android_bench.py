@@ -219,8 +219,10 @@ class Adb:
         if result.returncode != 0:
             raise DeviceLost(f"adb push {local} failed: {_one_line(result.stderr or result.stdout)}")
 
-    def getprop(self, name: str) -> str:
-        return self.checked_shell("getprop", name, timeout=30).strip()
+    def getprops(self) -> dict[str, str]:
+        """All system properties in one call (`getprop` prints `[name]: [value]` lines)."""
+        text = self.checked_shell("getprop", timeout=30)
+        return dict(re.findall(r"^\[([^\]]+)\]: \[(.*)\]\s*$", text, re.MULTILINE))
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -291,13 +293,16 @@ def choose_device(devices: list[tuple[str, str]], serial: str | None) -> str:
     return serial
 
 
-def check_abi(adb: Adb, binary_abi: str, binary: Path) -> str:
-    """The device's ABI; UserError when the binary cannot run there."""
-    abi = adb.getprop("ro.product.cpu.abi")
-    supported = {abi, *filter(None, adb.getprop("ro.product.cpu.abilist").split(","))}
+def check_abi(props: dict[str, str], serial: str, binary_abi: str, binary: Path) -> str:
+    """The device's ABI (`ro.product.cpu.abi`); UserError when the binary cannot run there.
+
+    A 64-bit ARM device usually runs 32-bit ARM binaries too: `ro.product.cpu.abilist` says.
+    """
+    abi = props.get("ro.product.cpu.abi", "")
+    supported = {abi, *filter(None, props.get("ro.product.cpu.abilist", "").split(","))}
     if binary_abi not in supported:
-        raise UserError(f"{binary} is built for {binary_abi} but device {adb.serial} is {abi}: "
-                        f"use the benchmark_model build for {abi} (see android_bench/run.sh --help)")
+        raise UserError(f"{binary} is built for {binary_abi} but device {serial} is {abi or 'of unknown ABI'}: "
+                        f"use the benchmark_model build for {abi or 'its ABI'} (see android_bench/run.sh --help)")
     return abi
 
 
@@ -381,11 +386,11 @@ def run_one(adb: Adb, args, model: Model, threads: int) -> RunResult:
     if remote_status not in (0, None):
         reason = {139: "crashed (SIGSEGV)", 134: "crashed (SIGABRT)", 137: "was killed (SIGKILL)",
                   132: "crashed (SIGILL)", 135: "crashed (SIGBUS)"}.get(remote_status, f"exited with status {remote_status}")
-        detail = parsed.error_lines[-1] if parsed.error_lines else _one_line(text.replace(m.group(0), ""))
+        detail = _failure_detail(parsed) or _one_line(text.replace(m.group(0), ""))
         result.error = f"benchmark_model {reason}" + (f": {detail}" if detail else "")
         return result
     if not parsed.has_timing:
-        detail = parsed.error_lines[-1] if parsed.error_lines else "no timing line in the output"
+        detail = _failure_detail(parsed) or "no timing line in the output"
         result.error = f"benchmark_model printed no timings: {detail}"
         return result
     verdict = parsed.sparse
@@ -394,6 +399,12 @@ def run_one(adb: Adb, args, model: Model, threads: int) -> RunResult:
     result.init_ms, result.peak_memory_mb = parsed.init_ms, parsed.peak_memory_mb
     result.sparse_engaged, result.nchw_stem, result.sparse_ops = verdict.engaged, verdict.nchw_stem, verdict.sparse_ops
     return result
+
+
+def _failure_detail(parsed: benchmark_model.BenchmarkOutput) -> str:
+    """The most specific error line: the cause, not the closing "Benchmarking failed."."""
+    specific = [line for line in parsed.error_lines if "benchmarking failed" not in line.lower()]
+    return (specific or parsed.error_lines or [""])[0]
 
 
 def _kill_remote(adb: Adb) -> None:
@@ -541,11 +552,11 @@ def main(argv=None) -> int:
         serial = choose_device(list_devices(adb), serial)
         adb = Adb(adb_path, serial)
         try:
-            abi = check_abi(adb, binary_abi, binary)
-            device = {"serial": serial, "abi": abi, "model": adb.getprop("ro.product.model"),
-                      "android": adb.getprop("ro.build.version.release")}
+            props = adb.getprops()
         except DeviceLost as e:
             raise UserError(f"device {serial} did not answer: {e}") from None
+        device = {"serial": serial, "abi": check_abi(props, serial, binary_abi, binary),
+                  "model": props.get("ro.product.model"), "android": props.get("ro.build.version.release")}
         settings = {"binary": str(binary), "binary_abi": binary_abi, "threads": threads, "runs": args.runs,
                     "warmup": args.warmup, "no_xnnpack": args.no_xnnpack, "op_profiling": not args.no_op_profiling,
                     "timeout_s": args.timeout}
@@ -566,9 +577,8 @@ def benchmark_all(adb: Adb, args, binary: Path, models: list[Model], threads: li
     """Pushes everything, runs every model x thread count, always cleans the device."""
     results: list[RunResult] = []
     try:
-        adb.shell("rm", "-rf", REMOTE_DIR, timeout=60)
-        adb.checked_shell("mkdir", "-p", REMOTE_DIR, timeout=60)
-        adb.push(binary, REMOTE_BINARY)
+        adb.shell("rm", "-rf", REMOTE_DIR, timeout=60)  # leftovers of an earlier, killed run
+        adb.push(binary, REMOTE_BINARY)  # adb push creates the folder
         adb.checked_shell("chmod", "755", REMOTE_BINARY, timeout=60)
         pushed = {}
         for model in models:

@@ -1,0 +1,330 @@
+"""android_bench/run.sh end to end against the adb STAND-IN in tests/fake_adb/.
+
+The stand-in exists only because no Android device can exist on CI machines; the script,
+its orchestration (tfsparse.android_bench) and its parser (tfsparse.benchmark_model) are the
+production code. Every test runs the real run.sh and asserts on its exit status, its
+one-line errors, the commands the stand-in device received, and the report files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_SH = REPO / "android_bench" / "run.sh"
+FAKE = REPO / "tests" / "fake_adb"
+REMOTE_DIR = "/data/local/tmp/tfsparse"
+FLAGS = ["--use_xnnpack=true", "--enable_op_profiling=true", "--report_peak_memory_footprint=true"]
+ELF_MACHINE = {"arm64-v8a": 183, "armeabi-v7a": 40, "x86_64": 62, "x86": 3}
+
+
+def elf_binary(path: Path, abi: str = "arm64-v8a") -> Path:
+    """A file with a real ELF header for `abi` (the stand-in never executes it)."""
+    header = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8) + struct.pack("<HH", 2, ELF_MACHINE[abi])
+    path.write_bytes(header + bytes(44))
+    return path
+
+
+class Bench:
+    """One run.sh invocation against the stand-in, in a fresh folder."""
+
+    def __init__(self, tmp: Path, scenario: dict | None = None):
+        self.tmp = tmp
+        self.scenario = scenario or {}
+        self.log = tmp / "adb_log.jsonl"
+        self.out = tmp / "report"
+        self.binary = elf_binary(tmp / "benchmark_model")
+
+    def model(self, name: str, folder: str = "models") -> Path:
+        path = self.tmp / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"TFL3" + name.encode())
+        return path
+
+    def export(self, name: str, files: list[tuple[str, str, bool]]) -> Path:
+        """An export folder: (file name, variant, dense) entries + manifest.json."""
+        folder = self.tmp / "export" / name
+        for fname, _, _ in files:
+            self.model(fname, f"export/{name}")
+        manifest = {"model": name, "files": [{"path": f, "variant": v, "dense": d, "runs": True} for f, v, d in files]}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        return folder
+
+    def env(self, **extra) -> dict:
+        scenario = self.tmp / "scenario.json"
+        scenario.write_text(json.dumps(self.scenario))
+        env = {k: v for k, v in os.environ.items() if k not in ("ADB", "TFSPARSE_BENCHMARK_MODEL", "ANDROID_HOME")}
+        env.update(ADB=str(FAKE / "adb"), FAKE_ADB_PYTHON=sys.executable, FAKE_ADB_SCENARIO=str(scenario), FAKE_ADB_LOG=str(self.log),
+                   FAKE_ADB_STATE=str(self.tmp / "device"), TFSPARSE_BENCHMARK_MODEL=str(self.binary), **extra)
+        return env
+
+    def argv(self, *args) -> list[str]:
+        return [str(RUN_SH), "--out", str(self.out), "--runs", "5", "--threads", "1", *map(str, args)]
+
+    def run(self, *args, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*args), env=env or self.env(), capture_output=True, text=True,
+                              timeout=timeout, cwd=self.tmp)
+
+    def calls(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+    def shell_commands(self) -> list[list[str]]:
+        return [c["shell"] for c in self.calls() if "shell" in c]
+
+    def benchmark_commands(self) -> list[list[str]]:
+        return [s for s in self.shell_commands() if s[0].endswith("/benchmark_model")]
+
+    def pushes(self) -> list[list[str]]:
+        return [c["argv"][c["argv"].index("push") + 1:] for c in self.calls() if "push" in c.get("argv", [])]
+
+    def results(self) -> list[dict]:
+        return json.loads((self.out / "results.json").read_text())["results"]
+
+    def by_model(self) -> dict[str, dict]:
+        return {r["model"]: r for r in self.results()}
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def assert_cleaned(bench: Bench) -> None:
+    """The last thing the device saw was the removal of our folder."""
+    assert bench.shell_commands()[-1] == ["rm", "-rf", REMOTE_DIR]
+
+
+def test_help_documents_every_option():
+    out = subprocess.run([str(RUN_SH), "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    for option in ["--serial", "--benchmark-binary", "TFSPARSE_BENCHMARK_MODEL", "--adb", "ADB", "--threads",
+                   "--runs", "--warmup", "--no-xnnpack", "--no-op-profiling", "--avd", "--out", "--timeout"]:
+        assert option in out.stdout, option
+    for binary in ["android_aarch64_benchmark_model", "android_arm_benchmark_model", "android_x86_64_benchmark_model"]:
+        assert binary in out.stdout
+
+
+def test_export_folder_dense_vs_sparse(tmp_path):
+    dense_us, sparse_us = 21000, 6000
+    bench = Bench(tmp_path, {"latency_us": {"dense": dense_us, "sparse": sparse_us},
+                             # a sparse file whose profile shows only dense kernels (ineligible model)
+                             "profile": {"stuck": "dense"}})
+    odd = "net sparse fp16 $(touch pwned); 'x'.tflite"
+    export = bench.export("net", [("net.dense.fp32.tflite", "fp32", True), ("net.sparse.fp32.tflite", "fp32", False),
+                                  (odd, "fp16", False), ("net.sparse.stuck.fp32.tflite", "fp32", False)])
+    result = bench.run("--threads", "1,4", export)
+    assert result.returncode == 0, result.stderr
+
+    # device side: binary pushed + chmod'ed, every model pushed under a sanitised name
+    pushes = bench.pushes()
+    assert [str(bench.binary), f"{REMOTE_DIR}/benchmark_model"] in pushes
+    assert ["chmod", "755", f"{REMOTE_DIR}/benchmark_model"] in bench.shell_commands()
+    pushed_local = {local for local, _ in pushes}
+    assert str(export / odd) in pushed_local                      # passed verbatim, as one argv element
+    remote_names = [remote for _, remote in pushes]
+    assert all(r.startswith(REMOTE_DIR + "/") and set(r) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-")
+               for r in remote_names)
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+    # every model x thread count ran with the required flags on a file that was pushed
+    commands = bench.benchmark_commands()
+    assert len(commands) == 4 * 2
+    for cmd in commands:
+        assert set(FLAGS) <= set(cmd) and "--num_runs=5" in cmd and "--warmup_runs=1" in cmd
+        graph = next(w for w in cmd if w.startswith("--graph=")).split("=", 1)[1]
+        assert graph in remote_names
+    assert sorted(w for cmd in commands for w in cmd if w.startswith("--num_threads")) == ["--num_threads=1"] * 4 + ["--num_threads=4"] * 4
+    assert_cleaned(bench)
+
+    # report: per model and thread count, speedup against the dense baseline at the same thread count
+    rows = bench.results()
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        expected_ms = (dense_us if r["dense"] else sparse_us) / r["threads"] / 1000
+        assert r["avg_ms"] == pytest.approx(expected_ms)
+        assert r["median_ms"] is not None and r["init_ms"] == pytest.approx(12.345) and r["peak_memory_mb"] > 0
+        if r["dense"]:
+            assert r["speedup_vs_dense"] is None and r["sparse_engaged"] is False
+        else:
+            assert r["baseline"] == "net.dense.fp32.tflite"
+            assert r["speedup_vs_dense"] == pytest.approx(dense_us / sparse_us)
+            assert r["sparse_engaged"] is ("stuck" not in r["model"])
+    with open(bench.out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 8 and {t["model"] for t in table} == {r["model"] for r in rows}
+    summary = (bench.out / "summary.md").read_text()
+    assert f"| net.sparse.fp32.tflite | 4 | {sparse_us / 4000:.2f} |" in summary
+    assert f"{dense_us / sparse_us:.2f}x" in summary and "8 of 8 runs succeeded" in summary
+    assert "| net.sparse.stuck.fp32.tflite | 1 |" in summary and "| no |" in summary
+
+
+@pytest.mark.parametrize("devices, serial, expected", [
+    ([], None, "no Android device found"),
+    ([["R58M123", "unauthorized"]], None, "Allow USB debugging"),
+    ([["R58M123", "offline"]], None, "is offline"),
+    ([["R58M123", "no permissions"]], None, "udev"),
+    ([["R58M123", "device"], ["emulator-5554", "device"]], None, "--serial"),
+    ([["R58M123", "device"]], "NOPE", "device NOPE not found"),
+])
+def test_device_states_are_one_line_errors(tmp_path, devices, serial, expected):
+    bench = Bench(tmp_path, {"devices": devices})
+    args = ["--serial", serial] if serial else []
+    result = bench.run(*args, bench.model("a.tflite"))
+    assert result.returncode == 2
+    assert expected in one_line(result.stderr)
+    assert bench.pushes() == [] and bench.benchmark_commands() == []
+
+
+def test_serial_picks_one_of_several(tmp_path):
+    bench = Bench(tmp_path, {"devices": [["R58M123", "device"], ["emulator-5554", "device"]]})
+    result = bench.run("--serial", "R58M123", bench.model("a.tflite"))
+    assert result.returncode == 0, result.stderr
+    device_calls = [c["argv"] for c in bench.calls() if "argv" in c and c["argv"][:1] != ["devices"]]
+    assert device_calls and all(argv[:2] == ["-s", "R58M123"] for argv in device_calls)
+    assert json.loads((bench.out / "results.json").read_text())["device"]["serial"] == "R58M123"
+
+
+def test_binary_problems_are_one_line_errors(tmp_path):
+    bench = Bench(tmp_path, {"abi": "x86_64"})
+    model = bench.model("a.tflite")
+    line = one_line(bench.run(model).stderr)
+    assert "arm64-v8a" in line and "x86_64" in line and bench.pushes() == []
+
+    bench.binary.write_text("#!/bin/sh\n")
+    assert "not an ELF" in one_line(bench.run(model).stderr)
+
+    env = bench.env()
+    del env["TFSPARSE_BENCHMARK_MODEL"]
+    result = bench.run(model, env=env)
+    assert result.returncode == 2 and "TFSPARSE_BENCHMARK_MODEL" in one_line(result.stderr)
+
+    bench.scenario = {}  # an arm64-v8a device whose abilist includes armeabi-v7a runs 32-bit ARM
+    elf_binary(bench.binary, "armeabi-v7a")
+    assert bench.run(model).returncode == 0
+
+
+def test_faults_are_recorded_and_other_models_still_run(tmp_path):
+    bench = Bench(tmp_path, {"faults": {"crash": "crash", "exit1": "exit1", "hang": "hang", "flaky": "lost_once"}})
+    models = [bench.model(f"{name}.tflite") for name in ["crash", "exit1", "hang", "flaky", "good"]]
+    started = time.monotonic()
+    result = bench.run("--timeout", "2", *models)
+    assert time.monotonic() - started < 40
+    assert result.returncode == 1
+    rows = bench.by_model()
+    assert rows["good.tflite"]["status"] == "ok" and rows["good.tflite"]["avg_ms"] > 0
+    assert "crashed (SIGSEGV)" in rows["crash.tflite"]["error"]
+    assert "status 1" in rows["exit1.tflite"]["error"] and "Failed to allocate tensors" in rows["exit1.tflite"]["error"]
+    assert "timed out after 2 s" in rows["hang.tflite"]["error"]
+    assert "device lost" in rows["flaky.tflite"]["error"]
+    assert len(bench.benchmark_commands()) == 5                   # all five were attempted
+    assert ["pkill", "-f", f"{REMOTE_DIR}/benchmark_model"] in bench.shell_commands()  # the hung run was stopped
+    assert_cleaned(bench)
+    assert "FAILED hang.tflite threads=1: timed out" in result.stderr
+    summary = (bench.out / "summary.md").read_text()
+    assert "FAILED: benchmark_model crashed" in summary and "1 of 5 runs succeeded" in summary
+
+
+def test_device_lost_for_good(tmp_path):
+    bench = Bench(tmp_path, {"faults": {"b_lost": "lost"}})
+    models = [bench.model(n) for n in ["a_ok.tflite", "b_lost.tflite", "c_after.tflite"]]
+    result = bench.run(*models)
+    assert result.returncode == 1
+    rows = bench.by_model()
+    assert rows["a_ok.tflite"]["status"] == "ok"
+    assert rows["b_lost.tflite"]["error"].startswith("device lost")
+    assert rows["c_after.tflite"]["error"].startswith("device lost")  # attempted, failed, recorded
+    assert (bench.out / "summary.md").is_file()
+
+
+def test_old_adb_exit_status_zero_is_not_trusted(tmp_path):
+    bench = Bench(tmp_path, {"old_adb": True, "faults": {"crash": "crash", "silent": "no_timing"}})
+    models = [bench.model(n) for n in ["crash.tflite", "silent.tflite", "fine.tflite"]]
+    result = bench.run(*models)
+    assert result.returncode == 1
+    rows = bench.by_model()
+    assert "crashed" in rows["crash.tflite"]["error"]
+    assert "no timing" in rows["silent.tflite"]["error"]
+    assert rows["fine.tflite"]["status"] == "ok"
+
+
+def test_every_output_format(tmp_path):
+    formats = {"plainfmt": "plain", "samefmt": "all_same", "zerofmt": "count0", "nomemfmt": "no_memory",
+               "csvfmt": "csv"}
+    bench = Bench(tmp_path, {"formats": formats, "latency_by_name": {"slowfmt": 2345678}})
+    names = [f"{key}.sparse.tflite" for key in formats] + ["slowfmt.tflite"]
+    result = bench.run("--warmup", "0", *[bench.model(n) for n in names])
+    assert result.returncode == 0, result.stderr
+    rows = bench.by_model()
+    for key in formats:
+        r = rows[f"{key}.sparse.tflite"]
+        assert r["avg_ms"] == pytest.approx(8.0) and r["sparse_engaged"] is True, key
+    assert rows["samefmt.sparse.tflite"]["median_ms"] == pytest.approx(8.0)
+    assert rows["nomemfmt.sparse.tflite"]["peak_memory_mb"] is None
+    assert rows["plainfmt.sparse.tflite"]["peak_memory_mb"] == pytest.approx(9.75)
+    assert "2.34568e+06" in (bench.out / "raw" / "m05_slowfmt.threads1.txt").read_text()
+    assert rows["slowfmt.tflite"]["avg_ms"] == pytest.approx(2345.68)
+    assert rows["slowfmt.tflite"]["sparse_engaged"] is False
+
+
+def test_loose_files_no_xnnpack_no_op_profiling(tmp_path):
+    bench = Bench(tmp_path)
+    result = bench.run("--no-xnnpack", "--no-op-profiling", "--runs", "7", "--warmup", "3", "--threads", "1,2",
+                       bench.model("a.tflite"), bench.model("b.sparse.tflite"))
+    assert result.returncode == 0, result.stderr
+    commands = bench.benchmark_commands()
+    assert len(commands) == 4
+    for cmd in commands:
+        assert "--use_xnnpack=false" in cmd and "--enable_op_profiling=true" not in cmd
+        assert "--num_runs=7" in cmd and "--warmup_runs=3" in cmd
+    rows = bench.results()
+    # no manifest: no dense baseline, so no speedup; no profile: sparse path unknown
+    assert len(rows) == 4 and all(r["speedup_vs_dense"] is None and r["baseline"] is None for r in rows)
+    assert all(r["sparse_engaged"] is None for r in rows)
+    assert "| unknown |" in (bench.out / "summary.md").read_text()
+
+
+def test_avd_starts_boots_and_stops_the_emulator(tmp_path):
+    sdk = tmp_path / "sdk"
+    (sdk / "emulator").mkdir(parents=True)
+    shutil.copy(FAKE / "emulator", sdk / "emulator" / "emulator")
+    bench = Bench(tmp_path, {"devices": [], "boot_polls": 2})
+    env = bench.env(ANDROID_HOME=str(sdk), TFSPARSE_BOOT_POLL_S="0.05", PATH="/usr/bin:/bin")
+    result = bench.run("--avd", "Pixel_7_API_34", bench.model("a.tflite"), env=env)
+    assert result.returncode == 0, result.stderr
+    args = (tmp_path / "device" / "emulator_args").read_text()
+    assert "-avd Pixel_7_API_34 -no-window -no-audio -no-boot-anim" in args
+    polls = [s for s in bench.shell_commands() if s == ["getprop", "sys.boot_completed"]]
+    assert len(polls) == 3                                          # answered 0, 0, then 1
+    assert ["-s", "emulator-5554", "emu", "kill"] in [c["argv"] for c in bench.calls() if "argv" in c]
+    assert not (tmp_path / "device" / "emulator_running").exists()
+
+    env["FAKE_EMULATOR_FAIL"] = "1"
+    result = bench.run("--avd", "Broken", bench.model("a.tflite"), env=env)
+    assert result.returncode == 2 and "emulator -avd Broken exited" in one_line(result.stderr)
+
+
+def test_ctrl_c_cleans_the_device(tmp_path):
+    bench = Bench(tmp_path, {"faults": {"hang": "hang"}})
+    proc = subprocess.Popen(bench.argv(bench.model("hang.tflite")), env=bench.env(), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not bench.benchmark_commands() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bench.benchmark_commands(), "the benchmark never started"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in stderr
+    assert_cleaned(bench)
