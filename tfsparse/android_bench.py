@@ -473,8 +473,8 @@ def summary_markdown(device: dict, settings: dict, results: list[RunResult]) -> 
         "this file's average at the same thread count; sparse path = XNNPACK's SpMM kernels ran "
         "(from the op profile).",
         "",
-        "| model | threads | avg ms | median ms | init ms | peak MB | sparse path | speedup vs dense | status |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---|",
+        "| model | threads | avg ms | median ms | init ms | peak MB | sparse path | speedup vs dense | dense baseline | status |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for r in results:
         speed = f"{r.speedup_vs_dense:.2f}x" if r.speedup_vs_dense is not None else "-"
@@ -482,7 +482,7 @@ def summary_markdown(device: dict, settings: dict, results: list[RunResult]) -> 
         status = "ok" if r.status == "ok" else "FAILED: " + (r.error or "").replace("|", "\\|")
         name = r.model.replace("|", "\\|")
         lines.append(f"| {name} | {r.threads} | {_fmt(r.avg_ms)} | {_fmt(r.median_ms)} | {_fmt(r.init_ms)} | "
-                     f"{_fmt(r.peak_memory_mb)} | {sparse} | {speed} | {status} |")
+                     f"{_fmt(r.peak_memory_mb)} | {sparse} | {speed} | {_fmt(r.baseline)} | {status} |")
     failed = [r for r in results if r.status != "ok"]
     lines += ["", f"{len(results) - len(failed)} of {len(results)} runs succeeded."]
     return "\n".join(lines) + "\n"
