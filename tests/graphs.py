@@ -213,3 +213,23 @@ def convert(model, variant: str) -> bytes:
 def build_tflite(name: str) -> bytes:
     """Graph `name` converted to a sparse-aware .tflite (cached for the process)."""
     return convert(build_keras(name), GRAPHS[name].variant)
+
+
+def _single_pointwise(zeros: int):
+    """Stem -> depthwise -> one 1x1 conv (8 -> 12, 96 weights) -> GAP, with exactly `zeros` zeros."""
+    L = _layers()
+    inp = L.Input(INPUT_SHAPE)
+    x = _block(_stem(inp), 12, 1)
+    model = _model(inp, L.GlobalAveragePooling2D()(x))
+    return prune_pointwise(model, zeros / 96)
+
+
+@functools.lru_cache(maxsize=None)
+def pointwise_tflite(zeros: int) -> bytes:
+    """A one-cluster graph whose only 1x1 kernel (96 weights) has exactly `zeros` zeros: for
+    testing XNNPACK's strict `zeros * 3 > params * 2` rule at its boundary (64 of 96)."""
+    import tensorflow as tf
+
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(SEED)
+    return convert(_single_pointwise(zeros), "fp32")

@@ -39,13 +39,15 @@ def block_structure(weights: np.ndarray, out_axis: int = 0) -> dict:
 
     `output_channel_block`: the largest b in (8, 4, 2, 1) such that non-zeros come in aligned
     groups of b output channels for the same input position (what Fast Sparse ConvNets' and
-    XNNPACK's 2- and 4-channel SpMM kernels exploit). `n_m`: "N:4" when every group of 4
+    XNNPACK's 2- and 4-channel SpMM kernels exploit); 1 when there are no zeros. `n_m`: "N:4" when every group of 4
     consecutive input-channel weights holds at most N <= 2 non-zeros (e.g. TF-MOT's 2:4), else None.
     """
     nonzero = np.moveaxis(np.asarray(weights) != 0, out_axis, 0)
     rows = nonzero.reshape(nonzero.shape[0], -1)  # [output channels, everything else]
     block = 1
     for b in (8, 4, 2):
+        if rows.all() or not rows.any():
+            break  # no zeros (or nothing but zeros): no structure to report
         if rows.shape[0] % b == 0:
             grouped = rows.reshape(rows.shape[0] // b, b, -1)
             if np.all(grouped == grouped[:, :1, :]):
