@@ -542,7 +542,7 @@ def main(argv=None) -> int:
     out = Path(args.out or Path("bench", "android", time.strftime("%Y%m%d-%H%M%S")))
 
     # SIGTERM (CI cancel, kill) takes the same way out as Ctrl-C, so the device is cleaned.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     adb = Adb(adb_path)
     emulator = None
     serial = args.serial
@@ -560,7 +560,15 @@ def main(argv=None) -> int:
         settings = {"binary": str(binary), "binary_abi": binary_abi, "threads": threads, "runs": args.runs,
                     "warmup": args.warmup, "no_xnnpack": args.no_xnnpack, "op_profiling": not args.no_op_profiling,
                     "timeout_s": args.timeout}
-        results = benchmark_all(adb, args, binary, models, threads, out)
+        results: list[RunResult] = []
+        try:
+            benchmark_all(adb, args, binary, models, threads, out, results)
+        except KeyboardInterrupt:
+            if results:  # keep what was measured before the interruption
+                add_speedups(results, models)
+                write_report(out, device, settings, results)
+                print(f"interrupted: partial report in {out / 'summary.md'}", file=sys.stderr)
+            raise
     finally:
         if emulator is not None:
             stop_emulator(emulator, Adb(adb_path, serial) if serial else None)
@@ -573,9 +581,13 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
-def benchmark_all(adb: Adb, args, binary: Path, models: list[Model], threads: list[int], out: Path) -> list[RunResult]:
-    """Pushes everything, runs every model x thread count, always cleans the device."""
-    results: list[RunResult] = []
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def benchmark_all(adb: Adb, args, binary: Path, models: list[Model], threads: list[int], out: Path,
+                  results: list[RunResult]) -> None:
+    """Pushes everything, runs every model x thread count into `results`, always cleans the device."""
     try:
         adb.shell("rm", "-rf", REMOTE_DIR, timeout=60)  # leftovers of an earlier, killed run
         adb.push(binary, REMOTE_BINARY)  # adb push creates the folder
@@ -605,7 +617,6 @@ def benchmark_all(adb: Adb, args, binary: Path, models: list[Model], threads: li
         raise UserError(f"device {adb.serial}: {e}") from None
     finally:
         cleanup_device(adb)
-    return results
 
 
 if __name__ == "__main__":
