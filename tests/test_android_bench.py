@@ -260,6 +260,16 @@ def test_old_adb_exit_status_zero_is_not_trusted(tmp_path):
     assert rows["fine.tflite"]["status"] == "ok"
 
 
+def test_a_sparse_file_from_an_export_brings_its_baseline(tmp_path):
+    bench = Bench(tmp_path, {"latency_us": {"dense": 30000, "sparse": 12000}})
+    export = bench.export("net", [("net.dense.fp32.tflite", "fp32", True), ("net.sparse.fp32.tflite", "fp32", False)])
+    result = bench.run(export / "net.sparse.fp32.tflite")   # a loose file, but the manifest beside it lists it
+    assert result.returncode == 0, result.stderr
+    rows = bench.by_model()
+    assert set(rows) == {"net.sparse.fp32.tflite", "net.dense.fp32.tflite"}
+    assert rows["net.sparse.fp32.tflite"]["speedup_vs_dense"] == pytest.approx(30000 / 12000)
+
+
 def test_every_output_format(tmp_path):
     formats = {"plainfmt": "plain", "samefmt": "all_same", "zerofmt": "count0", "nomemfmt": "no_memory",
                "csvfmt": "csv"}

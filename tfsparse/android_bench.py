@@ -132,6 +132,7 @@ def collect_models(inputs: list[str]) -> list[Model]:
 
     A loose .tflite file is paired with a dense baseline only when a manifest.json beside it
     lists it (the export stage wrote it); otherwise it is benchmarked without a speedup.
+    A baseline that was not asked for is added, so every paired file gets its speedup.
     """
     entries: dict[Path, dict] = {}
     for item in inputs:
@@ -160,6 +161,13 @@ def collect_models(inputs: list[str]) -> list[Model]:
             raise UserError(f"{item}: no such file or folder")
     if not entries:
         raise UserError("no runnable .tflite files in " + ", ".join(inputs))
+    for info in list(entries.values()):
+        base = info["baseline"]
+        if base is not None and base not in entries:
+            if not base.is_file():
+                raise UserError(f"dense baseline {base} (from {base.parent / manifest.MANIFEST_NAME}) is missing")
+            listed = {(base.parent / e["path"]).resolve(): e for e in manifest.load(base.parent)["files"]}
+            entries[base] = {"export": info["export"], "meta": listed.get(base, {}), "baseline": None}
     names = [f.name for f in entries]
     models = []
     for i, (f, info) in enumerate(entries.items()):
