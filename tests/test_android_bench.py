@@ -221,7 +221,7 @@ def test_faults_are_recorded_and_other_models_still_run(tmp_path):
     models = [bench.model(f"{name}.tflite") for name in ["crash", "exit1", "hang", "flaky", "good"]]
     started = time.monotonic()
     result = bench.run("--timeout", "2", *models)
-    assert time.monotonic() - started < 40
+    assert time.monotonic() - started < 90  # the hung run (stand-in sleeps 120 s) was cut at 2 s
     assert result.returncode == 1
     rows = bench.by_model()
     assert rows["good.tflite"]["status"] == "ok" and rows["good.tflite"]["avg_ms"] > 0
