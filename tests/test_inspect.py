@@ -146,6 +146,12 @@ def test_metadata_embed_rejects_garbage():
         tflite_metadata.embed(b"not a model at all", {"a": 1})
 
 
+def test_inspector_does_not_load_tensorflow():
+    code = ("import sys, tfsparse.inspect, tfsparse.tflite_metadata; "
+            "sys.exit('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tfsparse.inspect", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)

@@ -124,7 +124,7 @@ def build_graph(sg: Subgraph) -> Graph:
             dtypes[hidden] = dtypes.get(out, "FLOAT32")
             node.outputs = [hidden]
             graph.nodes.append(node)
-            graph.nodes.append(Node(op.index, "RESHAPE (after MEAN without keep_dims)", [hidden], [out],
+            graph.nodes.append(Node(op.index, f"RESHAPE (after {op.opcode} without keep_dims)", [hidden], [out],
                                     why_not="RESHAPE cannot run channel-first"))
             continue
         graph.nodes.append(_node(sg, op, static, fused_pads.get(op.index), shapes))
