@@ -30,9 +30,10 @@ class GraphSpec:
     """How to build one graph and what the XNNPACK rules should say about it."""
 
     build: Callable  # () -> tf.keras.Model, with its 1x1 kernels already zeroed
-    variant: str     # "fp32", "fp16" or "int8" (full-integer)
+    variant: str     # "fp32", "fp16", "int8-dynamic" or "int8" (full-integer)
     verdict: str     # expected verdict on arm64: "sparse" or "dense"
     why: str         # what the graph is for / the reason the verdict must mention
+    loads: bool = True  # False: LiteRT 2.3.0's default XNNPACK delegate fails at allocate_tensors
 
 
 def _layers():
@@ -155,6 +156,15 @@ def _truncated_cluster():
     return prune_pointwise(_model([in_a, in_b], [a, b]), 0.9)
 
 
+def _wide_pointwise():
+    # Dynamic-range quantization leaves tensors under 1024 weights in float: 64x64 1x1s are int8.
+    L = _layers()
+    inp = L.Input(INPUT_SHAPE)
+    x = _stem(inp)
+    x = L.Conv2D(64, 1, activation="relu")(L.Conv2D(64, 1, activation="relu")(x))
+    return prune_pointwise(_model(inp, L.GlobalAveragePooling2D()(x)), 0.9)
+
+
 GRAPHS: dict[str, GraphSpec] = {
     "mobilenet": GraphSpec(_mobilenet, "fp32", "sparse",
                            "ZeroPadding2D(1) + valid stride-2 stem, depthwise/1x1 blocks, GAP + Dense, 1x1s 90% zero"),
@@ -173,6 +183,9 @@ GRAPHS: dict[str, GraphSpec] = {
     "unpruned": GraphSpec(lambda: _mobilenet(fraction=0.0), "fp32", "dense", "no zeros: no sparse tensor"),
     "const_second_mul": GraphSpec(_constant_second_mul, "fp32", "dense",
                                   "MUL(x, const[1,1,1,C]): XNNPACK bug (a) breaks the cluster"),
+    "int8_dynamic": GraphSpec(_wide_pointwise, "int8-dynamic", "dense",
+                              "int8 dynamic-range weights stored sparse: the delegate fails to prepare",
+                              loads=False),
     "truncated_cluster": GraphSpec(_truncated_cluster, "fp32", "sparse",
                                    "a cluster without an end node: XNNPACK bug (b), wrong results"),
 }
@@ -194,7 +207,7 @@ def build_keras(name: str):
 
 
 def convert(model, variant: str) -> bytes:
-    """TFLiteConverter with Optimize.EXPERIMENTAL_SPARSITY (+ fp16 or full-integer int8)."""
+    """TFLiteConverter with Optimize.EXPERIMENTAL_SPARSITY (+ fp16, int8 dynamic-range or full-integer int8)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -202,6 +215,8 @@ def convert(model, variant: str) -> bytes:
     if variant == "fp16":
         converter.optimizations.append(tf.lite.Optimize.DEFAULT)
         converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8-dynamic":
+        converter.optimizations.append(tf.lite.Optimize.DEFAULT)
     elif variant == "int8":
         converter.optimizations.append(tf.lite.Optimize.DEFAULT)
         converter.representative_dataset = _representative_data

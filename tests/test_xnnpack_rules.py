@@ -105,6 +105,22 @@ def test_int8_disables_the_sparse_path():
     assert any(t.sparsity is not None for t in parse(build_tflite("int8")).main.tensors)
 
 
+def test_dynamic_range_sparse_is_flagged_and_really_fails_to_load():
+    from ai_edge_litert.interpreter import Interpreter
+
+    result = analysis("int8_dynamic")
+    assert any(w.startswith("int8 dynamic-range weights stored sparse") for w in result["warnings"])
+    assert not any("dynamic-range" in w for w in analysis("int8")["warnings"])  # full-integer loads
+    for name, spec in GRAPHS.items():
+        if spec.variant in ("int8", "int8-dynamic"):
+            interpreter = Interpreter(model_content=build_tflite(name))
+            if spec.loads:
+                interpreter.allocate_tensors()
+            else:
+                with pytest.raises(RuntimeError, match="failed to delegate CONV_2D"):
+                    interpreter.allocate_tensors()
+
+
 def test_unpruned_model_warns_no_sparse_tensor():
     result = analysis("unpruned")
     assert any(w.startswith("no sparse tensor in the file") for w in result["warnings"])
