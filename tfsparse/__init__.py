@@ -11,7 +11,9 @@ package, so it is always set before TensorFlow is.
 import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-# TensorFlow's C++ start-up chatter (oneDNN, CUDA stubs) buries the progress lines.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ log (oneDNN notices, "failed call to cuInit" on machines without
+# a GPU) buries progress lines and one-line errors; Python exceptions still carry
+# every real failure. TF_CPP_MIN_LOG_LEVEL=0 brings the log back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"

@@ -7,6 +7,10 @@ stderr naming the bad value and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.abc
+import importlib.util
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -22,9 +26,57 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Silences file descriptor 2 while TensorFlow's C++ runtime loads.
+
+    TensorFlow 2.21 logs oneDNN/CUDA notices through absl before any log level
+    applies (TF_CPP_MIN_LOG_LEVEL does not reach them), burying our one-line
+    errors and progress. Set TFSPARSE_TF_LOGS=1 to see them.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec(module):
+            with _stderr_fd_silenced():
+                exec_module(module)
+
+        spec.loader.exec_module = quiet_exec
+        return spec
+
+
+def quiet_tensorflow_startup():
+    """For command-line runs: no TensorFlow start-up noise on stderr."""
+    if os.environ.get("TFSPARSE_TF_LOGS") or "tensorflow" in sys.modules:
+        return
+    if not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
 def run_main(prog: str, main: Callable[[Sequence[str] | None], int | None],
              argv: Sequence[str] | None = None) -> int:
     """Runs `main(argv)`; maps UserError to one line + exit 2, Ctrl-C to 130."""
+    quiet_tensorflow_startup()
     try:
         return int(main(argv) or 0)
     except UserError as e:

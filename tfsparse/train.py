@@ -33,6 +33,7 @@ from tfsparse.recipe import load_recipe
 
 STATE = "state.json"
 PHASES = ("dense", "pruning")
+RUN_OPTIONS = ("epochs", "max_train_examples", "from_model", "one_shot")  # kept for --resume
 
 
 def parse_args(argv):
@@ -106,15 +107,20 @@ class RunState:
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.resume and not args.out:
-        args.out = str(Path("runs") / Path(args.recipe).stem)
     run_dir = Path(args.out or Path("runs") / Path(args.recipe).stem)
     if args.resume:
         if not (run_dir / STATE).is_file():
             raise UserError(f"--resume: no run to resume in {run_dir} (no {STATE})")
+        # The run continues as it was started: same resolved recipe, same options.
         recipe = load_recipe(run_dir / "config.toml", args.set)
         recipe.name = Path(args.recipe).stem
-        print(f"resuming {run_dir} with its config.toml")
+        saved = json.loads((run_dir / STATE).read_text()).get("options", {})
+        for name in RUN_OPTIONS:
+            if getattr(args, name) is None:
+                setattr(args, name, saved.get(name))
+        for stale in run_dir.rglob(".*.tmp*"):  # a temporary the kill left behind
+            stale.unlink()
+        print(f"resuming {run_dir} with its config.toml", flush=True)
     else:
         recipe = load_recipe(args.recipe, args.set)
         if (run_dir / STATE).exists():
@@ -139,6 +145,7 @@ def main(argv=None):
     if not args.resume:
         atomic.write_text(run_dir / "config.toml", f"# resolved recipe of {args.recipe}\n" + recipe.to_toml())
     state = RunState(run_dir)
+    state.data["options"] = {name: getattr(args, name) for name in RUN_OPTIONS}
     state.save()
     metrics = trainer.run(state, from_model=args.from_model, one_shot=args.one_shot)
     print(f"dense accuracy {metrics['dense_accuracy']:.4f}  sparse accuracy {metrics['sparse_accuracy']:.4f}  "
