@@ -1,0 +1,431 @@
+"""Export a trained run as sparse-aware TFLite flatbuffers, checked and measured.
+
+    python -m tfsparse.export runs/mobilenet_v1
+    python -m tfsparse.export runs/mobilenet_v1 --variants fp32,int8 --out /tmp/mnv1
+    python -m tfsparse.export my_sparse.keras --recipe models/mobilenet_v1.toml --out export/mine
+    python -m tfsparse.export --table export/mobilenet_v1 > export/mobilenet_v1/table.md
+
+For a run folder (`runs/<name>`, written by `python -m tfsparse.train`) it writes into
+`export/<name>/` (the run folder's name, which is the recipe name unless the run was
+trained with `--out`):
+
+- `<name>.dense.fp32.tflite`: the dense baseline, from `dense.keras`, plain conversion.
+- `<name>.sparse.<variant>.tflite` for each variant (default: the recipe's `[export]
+  variants`), from the stripped `sparse.keras`, converted with
+  `Optimize.EXPERIMENTAL_SPARSITY` so weights with >= 30% zeros are stored compressed
+  behind a DENSIFY op, the pattern XNNPACK's sparse path looks for
+  (`../shared/docs/xnnpack-sparse.md` sections 2-3). Variants: `fp32`; `fp16` (weights
+  stored fp16); `int8-dynamic` (int8 weights, float activations); `int8` (full-integer,
+  calibrated on `[export] representative_examples` training images, `TFLITE_BUILTINS_INT8`).
+- `manifest.json` (schema in `tfsparse.manifest`): per file sizes, the ratio to the dense
+  baseline, sparse tensor / DENSIFY counts, LiteRT test-split accuracy, parity with Keras
+  and the inspector's XNNPACK verdict.
+
+Decisions an app developer should know:
+- Every file has one signature, `serving_default`, with input `image` (float32, batch 1,
+  NHWC, already normalised: `pixel * scale + offset`) and output `probabilities` (softmax).
+  The `int8` variant keeps float input and output (the converter adds QUANTIZE/DEQUANTIZE
+  at the edges), so app code is the same for every variant.
+- Labels, input normalisation, shapes and layout, sparsity figures, recipe, variant and
+  tfsparse version are stored in the file's metadata under the name "tfsparse"
+  (`tfsparse.tflite_metadata.read`, or `python -m tfsparse.inspect FILE`).
+- Every file is loaded and run with LiteRT's default delegate (XNNPACK) before it is kept.
+  One that fails (int8 dynamic-range + sparse does on LiteRT 2.3.0) is moved aside into
+  `failed/`, recorded with `"runs": false` and the runtime's message, reported on stderr,
+  and the command exits 1 after writing everything else.
+- A bare `MODEL.keras` needs `--recipe` (the data set gives the labels, normalisation,
+  the test split for accuracy and the int8 calibration images: a file without them is
+  not shippable). Its dense baseline is the same model converted without the sparsity
+  optimisation, so the size ratio shows the encoding's gain alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfsparse import atomic
+from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.manifest import MANIFEST_NAME
+from tfsparse.recipe import EXPORT_VARIANTS, Recipe, load_recipe
+
+PROG = "tfsparse.export"
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+FAILED_DIR = "failed"
+EVAL_BATCH = 256
+
+
+@dataclass
+class Source:
+    """What to export: the sparse model, its dense baseline and the recipe that made them."""
+
+    name: str
+    recipe: Recipe
+    recipe_path: str
+    sparse_model: Path
+    dense_model: Path | None  # None: the baseline is the sparse model converted without sparsity
+    pruned_layers: list[str] | None  # from the run's metrics.json; None for a bare model
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="run folder (runs/<name>) or a .keras model (with --recipe); "
+                                       "with --table: an export folder")
+    parser.add_argument("--variants", help=f"comma-separated, from {','.join(EXPORT_VARIANTS)} "
+                                           "(default: the recipe's [export] variants)")
+    parser.add_argument("--out", help="output folder (default: export/<name>)")
+    parser.add_argument("--recipe", help="recipe TOML for a bare .keras model (data, labels, variants)")
+    parser.add_argument("--table", action="store_true",
+                        help="print the README table of an existing export folder and exit")
+    return parser.parse_args(argv)
+
+
+def parse_variants(text: str | None, recipe: Recipe) -> list[str]:
+    if text is None:
+        return list(recipe.export.variants)
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    if not variants:
+        raise UserError("--variants: empty list")
+    for v in variants:
+        if v not in EXPORT_VARIANTS:
+            raise UserError(f"--variants: unknown variant {v!r} (known: {', '.join(EXPORT_VARIANTS)})")
+    return list(dict.fromkeys(variants))
+
+
+def _recipe_of_run(run_dir: Path) -> tuple[Recipe, str]:
+    """The run's resolved recipe and the path of the recipe it was resolved from."""
+    config = run_dir / "config.toml"
+    if not config.is_file():
+        raise UserError(f"{run_dir}: no config.toml (not a run folder written by python -m tfsparse.train)")
+    recipe = load_recipe(config)
+    first = config.read_text().splitlines()[:1]
+    # train.py writes "# resolved recipe of <path>" as the first line.
+    origin = first[0].removeprefix("# resolved recipe of ").strip() if first and first[0].startswith("#") else ""
+    recipe.name = Path(origin).stem if origin else run_dir.name
+    return recipe, origin or str(config)
+
+
+def resolve_source(path: str, recipe_path: str | None) -> Source:
+    """Checks the user's input (no TensorFlow needed) and says what to export."""
+    import json
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{path}: no such run folder or model file")
+    if p.is_dir():
+        if not (p / "sparse.keras").is_file():
+            raise UserError(f"{path}: no sparse.keras in this folder (has the run finished? "
+                            f"python -m tfsparse.train writes it at the end)")
+        if not (p / "dense.keras").is_file():
+            raise UserError(f"{path}: no dense.keras in this folder")
+        if recipe_path:
+            recipe, origin = load_recipe(recipe_path), recipe_path
+        else:
+            recipe, origin = _recipe_of_run(p)
+        pruned = None
+        if (p / "metrics.json").is_file():
+            try:
+                pruned = list(json.loads((p / "metrics.json").read_text()).get("layer_sparsity", {})) or None
+            except ValueError:
+                pruned = None
+        return Source(p.resolve().name, recipe, origin, p / "sparse.keras", p / "dense.keras", pruned)
+    if p.suffix not in (".keras", ".h5"):
+        raise UserError(f"{path}: expected a run folder or a .keras/.h5 model")
+    if not recipe_path:
+        raise UserError(f"{path}: a bare model needs --recipe (for its labels, normalisation and test data)")
+    recipe = load_recipe(recipe_path)
+    return Source(p.stem, recipe, recipe_path, p, None, None)
+
+
+# ---- quiet converter ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Sends file descriptor 2 to a temporary file (the converter and LiteRT log from C++).
+
+    Yields a function returning what was captured so far, for error messages.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield lambda: (log.flush(), log.seek(0), log.read().decode("utf-8", "replace"))[-1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# ---- the TensorFlow side ---------------------------------------------------------------
+
+
+class Exporter:
+    """Converts, checks and measures; one instance per export (holds the data and Keras outputs)."""
+
+    def __init__(self, source: Source, splits):
+        import numpy as np
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+        self.np, self.tf = np, tf
+        self.source, self.splits = source, splits
+        pre = splits.preprocessing
+        self.scale, self.offset = float(pre.get("scale", 1.0)), float(pre.get("offset", 0.0))
+        self.x_test = self.normalise(splits.x_test)
+        self.y_test = np.asarray(splits.y_test)
+        self.sparse = self.load_model(source.sparse_model)
+        self.dense = self.load_model(source.dense_model) if source.dense_model else self.sparse
+        expected = tuple(self.x_test.shape[1:])
+        for model, path in ((self.sparse, source.sparse_model), (self.dense, source.dense_model)):
+            if tuple(model.input_shape[1:]) != expected:
+                raise UserError(f"{path} takes input {tuple(model.input_shape[1:])}, the recipe's data is {expected}")
+        # Keras outputs once, on the whole test split: accuracy and every parity check reuse them.
+        self.keras_out = {"sparse": self.sparse.predict(self.x_test, batch_size=EVAL_BATCH, verbose=0)}
+        self.keras_out["dense"] = (self.keras_out["sparse"] if self.dense is self.sparse else
+                                   self.dense.predict(self.x_test, batch_size=EVAL_BATCH, verbose=0))
+
+    def normalise(self, x):
+        """Raw uint8 pixels -> model input, exactly as `tfsparse.trainer.batches` does it."""
+        return (x.astype(self.np.float32) * self.np.float32(self.scale) + self.np.float32(self.offset))
+
+    def load_model(self, path: Path):
+        try:
+            return self.tf.keras.models.load_model(path, compile=False)
+        except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
+            raise UserError(f"cannot load {path}: {_one_line(str(e).splitlines()[0] if str(e) else type(e).__name__)}") from None
+
+    def keras_accuracy(self, which: str) -> float:
+        return float(self.np.mean(self.np.argmax(self.keras_out[which], axis=1) == self.y_test))
+
+    # -- conversion
+    def convert(self, model, variant: str, sparse: bool) -> bytes:
+        """One TFLite flatbuffer with the `serving_default` signature image -> probabilities."""
+        tf = self.tf
+        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)
+
+        @tf.function(input_signature=[spec])
+        def serve(image):
+            return {OUTPUT_NAME: model(image, training=False)}
+
+        # The converter saves the function's trackable as a SavedModel first. Handing it the
+        # Keras model serialises every layer's functions (~5 s on 2 cores); a plain module
+        # holding only the variables is enough and converts to the same bytes in a fraction.
+        holder = tf.Module()
+        holder.variables_ = list(model.variables)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder)
+        optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
+        if variant != "fp32":
+            optimizations.append(tf.lite.Optimize.DEFAULT)
+        converter.optimizations = optimizations
+        if variant == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif variant == "int8":
+            converter.representative_dataset = self.representative_dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            # Float input/output (the default) keeps the app code identical across variants.
+        with captured_stderr() as log:
+            try:
+                return converter.convert()
+            except Exception as e:  # noqa: BLE001 - the converter raises ConverterError and others
+                tail = [line for line in log().splitlines() if "error" in line.lower()][-3:]
+                raise UserError(f"conversion to {variant} failed: {_one_line(e)} {' '.join(tail)}") from None
+
+    def representative_dataset(self):
+        """`[export] representative_examples` training images, a seeded sample, one per step."""
+        n = min(self.source.recipe.export.representative_examples, len(self.splits.x_train))
+        rng = self.np.random.default_rng(self.source.recipe.train.seed)
+        for i in rng.choice(len(self.splits.x_train), size=n, replace=False):
+            yield [self.normalise(self.splits.x_train[i:i + 1])]
+
+    # -- running
+    def run_tflite(self, data: bytes):
+        """Outputs of the file on the whole test split, through LiteRT with its default delegate.
+
+        First at the file's own shape (batch 1, what an app does), then resized to
+        EVAL_BATCH so 10k images take seconds; falls back to batch 1 if a model cannot resize.
+        Raises RuntimeError/ValueError with the runtime's message if the file does not run.
+        """
+        from ai_edge_litert.interpreter import Interpreter
+
+        np = self.np
+        with captured_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" per load
+            interpreter = Interpreter(model_content=data)
+            interpreter.allocate_tensors()
+            first = self._invoke(interpreter, self.x_test[:1])
+            batch = EVAL_BATCH
+            try:
+                interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"],
+                                                [batch, *self.x_test.shape[1:]])
+                interpreter.allocate_tensors()
+            except (RuntimeError, ValueError):
+                interpreter = Interpreter(model_content=data)
+                interpreter.allocate_tensors()
+                batch = 1
+            outputs = []
+            for start in range(0, len(self.x_test), batch):
+                x = self.x_test[start:start + batch]
+                n = len(x)
+                if n < batch:  # pad the last batch rather than re-allocating for it
+                    x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
+                outputs.append(self._invoke(interpreter, x)[:n])
+        out = np.concatenate(outputs)
+        assert np.allclose(out[:1], first, atol=1e-4), "the batched run disagrees with batch 1"
+        return out
+
+    def _invoke(self, interpreter, x):
+        np = self.np
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+        if inp["dtype"] in (np.int8, np.uint8):  # integer input: quantize as the app would
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(out["index"])
+        if out["dtype"] in (np.int8, np.uint8):
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y.copy()
+
+    def measure(self, data: bytes, dense: bool) -> dict:
+        """`runs`, `error`, `accuracy` and `parity` of one file."""
+        np = self.np
+        try:
+            out = self.run_tflite(data)
+        except Exception as e:  # noqa: BLE001 - LiteRT raises RuntimeError/ValueError with its message
+            return {"runs": False, "error": _one_line(e), "accuracy": None, "parity": None}
+        reference = self.keras_out["dense" if dense else "sparse"]
+        return {"runs": True, "error": None,
+                "accuracy": round(float(np.mean(np.argmax(out, axis=1) == self.y_test)), 6),
+                "parity": {"max_abs_diff": float(np.max(np.abs(out - reference))),
+                           "top1_agreement": round(float(np.mean(np.argmax(out, 1) == np.argmax(reference, 1))), 6)}}
+
+    # -- metadata
+    def sparsity(self, model) -> dict:
+        """Zero fractions of the pruned layers' kernels (all kernels with zeros for a bare model)."""
+        np = self.np
+        layers = {}
+        for layer in model.layers:
+            kernel = getattr(layer, "kernel", None)
+            if kernel is None:
+                kernel = getattr(layer, "depthwise_kernel", None)
+            if kernel is None:
+                continue
+            w = kernel.numpy()
+            if self.source.pruned_layers is not None:
+                if layer.name in self.source.pruned_layers:
+                    layers[layer.name] = (int(np.sum(w == 0)), int(w.size))
+            elif np.any(w == 0):
+                layers[layer.name] = (int(np.sum(w == 0)), int(w.size))
+        zeros, total = sum(z for z, _ in layers.values()), sum(n for _, n in layers.values())
+        return {"overall": round(zeros / total, 6) if total else 0.0,
+                "layers": {name: round(z / n, 6) for name, (z, n) in layers.items()},
+                "target": self.source.recipe.pruning.final_sparsity}
+
+    def metadata(self, variant: str, dense: bool, sparsity: dict) -> dict:
+        shape = [1, *self.x_test.shape[1:]]
+        pre = {k: v for k, v in self.splits.preprocessing.items()}
+        return {"tfsparse_version": tfsparse.__version__, "recipe": self.source.name,
+                "recipe_file": self.source.recipe_path, "architecture": self.source.recipe.model.name,
+                "variant": variant, "dense": dense, "labels": list(self.splits.labels),
+                "input": {"name": INPUT_NAME, "shape": shape, "dtype": "float32",
+                          "layout": pre.get("layout", "NHWC"), "normalisation": pre,
+                          "formula": "input = pixel * scale + offset"},
+                "output": {"name": OUTPUT_NAME, "shape": [1, len(self.splits.labels)], "dtype": "float32",
+                           "meaning": "softmax probabilities, index = label"},
+                "sparsity": sparsity}
+
+
+def _progress(entry: dict, out_dir: Path) -> str:
+    kind = "dense " if entry["dense"] else "sparse"
+    size = f"{entry['bytes'] / 1024:8.1f} KiB  x{entry['size_ratio_vs_dense']:<5.2f}"
+    if not entry["runs"]:
+        return f"  {entry['variant']:<12} {kind} {size}  FAILS TO RUN  -> {out_dir / entry['path']}"
+    x = entry["xnnpack"]
+    return (f"  {entry['variant']:<12} {kind} {size}  accuracy {entry['accuracy']:.4f}  "
+            f"agreement {100 * entry['parity']['top1_agreement']:.2f}%  "
+            f"xnnpack {x['verdict']} ({x['sparse_clusters']} sparse cluster(s))  -> {out_dir / entry['path']}")
+
+
+def export(source: Source, variants: list[str], out_dir: Path) -> tuple[dict, list[dict]]:
+    """Writes every file and the manifest; returns (manifest, failed entries)."""
+    from tfsparse import datasets, tflite_metadata
+    from tfsparse.inspect import inspect_bytes, manifest_summary
+
+    # TensorFlow's start-up writes oneDNN/CUDA-probe lines to fd 2 even at TF_CPP_MIN_LOG_LEVEL=2.
+    with captured_stderr():
+        splits = datasets.load(source.recipe.data, source.recipe.model.args)
+        exporter = Exporter(source, splits)
+    sparse_sparsity = exporter.sparsity(exporter.sparse)
+    dense_sparsity = exporter.sparsity(exporter.dense)
+    jobs = [("fp32", True)] + [(v, False) for v in variants]
+    entries, dense_bytes = [], None
+    print(f"exporting {source.name}: dense fp32 + sparse {', '.join(variants)} -> {out_dir}", flush=True)
+    for variant, dense in jobs:
+        model = exporter.dense if dense else exporter.sparse
+        data = exporter.convert(model, variant, sparse=not dense)
+        data = tflite_metadata.embed(data, exporter.metadata(variant, dense, dense_sparsity if dense else sparse_sparsity))
+        measured = exporter.measure(data, dense)
+        report = inspect_bytes(data)
+        name = f"{source.name}.{'dense' if dense else 'sparse'}.{variant}.tflite"
+        path = name if measured["runs"] else f"{FAILED_DIR}/{name}"
+        atomic.write_bytes(out_dir / path, data)
+        if measured["runs"] and (out_dir / FAILED_DIR / name).exists():
+            (out_dir / FAILED_DIR / name).unlink()  # an earlier export's failure, now fixed
+        dense_bytes = dense_bytes or len(data)
+        summary = manifest_summary(report)
+        entry = {"path": path, "variant": variant, "dense": dense, "runs": measured["runs"],
+                 "error": measured["error"], "bytes": report["bytes"], "gzip_bytes": report["gzip_bytes"],
+                 "size_ratio_vs_dense": round(dense_bytes / len(data), 3),
+                 "sparse_tensors": summary["sparse_tensors"], "densify_ops": summary["densify_ops"],
+                 "accuracy": measured["accuracy"], "parity": measured["parity"], "xnnpack": summary["xnnpack"]}
+        entries.append(entry)
+        print(_progress(entry, out_dir), flush=True)
+    manifest = {"model": source.name, "architecture": source.recipe.model.name, "recipe": source.recipe_path,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "tfsparse_version": tfsparse.__version__,
+                "test_examples": int(len(exporter.y_test)),
+                "keras_accuracy": {"dense": round(exporter.keras_accuracy("dense"), 6),
+                                   "sparse": round(exporter.keras_accuracy("sparse"), 6)},
+                "sparsity": sparse_sparsity, "files": entries}
+    atomic.write_json(out_dir / MANIFEST_NAME, manifest)
+    return manifest, [e for e in entries if not e["runs"]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.table:
+        from tfsparse import report_export
+
+        return report_export.main([args.source])
+    source = resolve_source(args.source, args.recipe)
+    variants = parse_variants(args.variants, source.recipe)
+    out_dir = Path(args.out) if args.out else Path("export") / source.name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: exists and is not a folder")
+    manifest, failed = export(source, variants, out_dir)
+    for entry in failed:
+        print(f"{PROG}: {out_dir / entry['path']} does not run with LiteRT's default delegate: {entry['error']}",
+              file=sys.stderr)
+    print(f"wrote {len(manifest['files'])} files and {MANIFEST_NAME} to {out_dir}"
+          + (f"; {len(failed)} failed to run (kept in {out_dir / FAILED_DIR}, not for shipping)" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(PROG, main))

@@ -1,0 +1,92 @@
+"""The README table of an export folder, from its `manifest.json` (no TensorFlow needed).
+
+    python -m tfsparse.report_export export/mobilenet_v1                 # markdown on stdout
+    python -m tfsparse.report_export export/mobilenet_v1 --out export/mobilenet_v1/table.md
+    python -m tfsparse.export --table export/mobilenet_v1                # the same
+
+One row per file: model, variant, dense/sparse, size, gzip size, size ratio against the
+dense fp32 baseline, LiteRT test accuracy, top-1 agreement with Keras and the
+inspector's XNNPACK verdict (what an arm64 phone would run). A file that failed to run
+at export shows "fails to run" and the runtime's message under the table.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tfsparse import atomic, manifest as manifest_io
+from tfsparse.cli import ArgumentParser, run_main
+
+PROG = "tfsparse.report_export"
+COLUMNS = ("model", "variant", "weights", "size", "gzip size", "vs dense fp32", "accuracy",
+           "top-1 agreement", "XNNPACK (arm64)")
+
+
+def _size(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _verdict(entry: dict) -> str:
+    x = entry.get("xnnpack") or {}
+    verdict = x.get("verdict", "-")
+    clusters = x.get("sparse_clusters")
+    return f"{verdict} ({clusters} sparse cluster{'s' if clusters > 1 else ''})" if verdict == "sparse" and clusters else verdict
+
+
+def rows(manifest: dict) -> list[list[str]]:
+    out = []
+    for e in manifest["files"]:
+        ratio = e.get("size_ratio_vs_dense")
+        runs = e.get("runs", True)
+        out.append([
+            str(manifest.get("model", "-")), str(e.get("variant", "-")), "dense" if e["dense"] else "sparse",
+            _size(e.get("bytes")), _size(e.get("gzip_bytes")), "-" if ratio is None else f"{ratio:.2f}x",
+            _pct(e.get("accuracy")) if runs else "fails to run",
+            _pct((e.get("parity") or {}).get("top1_agreement")) if runs else "-",
+            _verdict(e) if runs else "-",
+        ])
+    return out
+
+
+def table(manifest: dict) -> str:
+    """Markdown: the table, the Keras reference accuracies and any runtime failure."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(manifest)]
+    keras = manifest.get("keras_accuracy") or {}
+    notes = []
+    if keras:
+        notes.append("Keras test accuracy: " + ", ".join(f"{k} {_pct(v)}" for k, v in keras.items())
+                     + f" ({manifest.get('test_examples', '?')} test images; TFLite accuracy measured with "
+                       "LiteRT's default XNNPACK delegate).")
+    sparsity = (manifest.get("sparsity") or {}).get("overall")
+    if sparsity is not None:
+        notes.append(f"Pruned layers are {_pct(sparsity)} zero overall.")
+    for e in manifest["files"]:
+        if not e.get("runs", True):
+            notes.append(f"`{e['path']}` fails to run: {e.get('error')}")
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument("export_dir", help="export folder (or its manifest.json)")
+    parser.add_argument("--out", help="write the table to this file (atomically) instead of stdout")
+    args = parser.parse_args(argv)
+    text = table(manifest_io.load(args.export_dir))
+    if args.out:
+        atomic.write_text(Path(args.out), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(PROG, main))
