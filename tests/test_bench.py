@@ -127,6 +127,7 @@ def test_arm64_emu_runs_sparse_faster_with_host_outputs(pair, garbage, tmp_path)
         r = results[name]
         assert r["error"] is None and r["runs"] == 5 and r["p90_ms"] >= r["median_ms"] > 0
         assert r["max_abs_diff_vs_host"] is not None and r["max_abs_diff_vs_host"] <= 1e-4
+        assert r["outputs_match_host"] is True
 
     # XNNPACK's SpMM path engaged: measured 4-9x under emulation; 1.5x leaves room for noise.
     [row] = report["pairs"]
@@ -185,6 +186,23 @@ def test_a_crash_or_hang_costs_only_that_model(pair, tmp_path, fault, expected):
     assert expected in results["victim.tflite"]["error"]
     assert results[dense.name]["runs"] == results[sparse.name]["runs"] == 2
     assert report["pairs"][0]["speedup"] > 0
+
+
+def test_outputs_that_differ_from_the_host_are_flagged(tmp_path):
+    """LiteRT 1.4.0 on arm64 runs a sparse MEAN(keepdims)->1x1 head but (measured) its
+    outputs differ from the host's by ~0.2: the table must say so, not just print a number."""
+    def model(name, diff):
+        m = bench.Model(tmp_path / name, tmp_path / "i", tmp_path / "h", tmp_path / "t")
+        m.max_abs_diff, m.times_ms = diff, [2.0, 1.0, 3.0]
+        return m
+
+    rep = bench.report([model("good.tflite", 3e-7), model("bad.tflite", 0.22), model("shape.tflite", float("inf"))],
+                       [], "arm64-emu", "1.4.0", 1, 1, 3, bench.host_runner(), tolerance=1e-4)
+    flags = {Path(r["path"]).name: r["outputs_match_host"] for r in rep["results"]}
+    assert flags == {"good.tflite": True, "bad.tflite": False, "shape.tflite": False}
+    assert rep["results"][0]["median_ms"] == 2.0 and rep["results"][2]["max_abs_diff_vs_host"] is None
+    table = bench.format_table(rep).splitlines()
+    assert [("OUTPUTS DIFFER" in line) for line in table if ".tflite" in line] == [False, True, True]
 
 
 @pytest.mark.parametrize("args, message", [

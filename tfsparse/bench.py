@@ -156,7 +156,8 @@ def collect(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[Path, Path]]]
 
 def measure(files: list[Path], pairs: list[tuple[Path, Path]], target: str, runner: Runner,
             litert_version: str, threads: int, warmup: int, runs: int, timeout: float,
-            seed: int = 0, log=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
+            seed: int = 0, tolerance: float = 1e-4,
+            log=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
     """The whole benchmark; returns the JSON report."""
     with tempfile.TemporaryDirectory(prefix="tfsparse-bench.") as tmp:
         work = Path(tmp)
@@ -179,10 +180,11 @@ def measure(files: list[Path], pairs: list[tuple[Path, Path]], target: str, runn
         if alive:
             log(f"timing {len(alive)} model(s) interleaved on {target}: {warmup} warm-up + {runs} runs each")
             bench_interleaved(runner, alive, threads, warmup, runs, seed, timeout, work)
-    return report(models, pairs, target, litert_version, threads, warmup, runs, runner)
+    return report(models, pairs, target, litert_version, threads, warmup, runs, runner, tolerance)
 
 
-def report(models: list[Model], pairs, target, litert_version, threads, warmup, runs, runner) -> dict:
+def report(models: list[Model], pairs, target, litert_version, threads, warmup, runs, runner,
+           tolerance: float) -> dict:
     results = []
     by_path = {}
     for m in models:
@@ -194,6 +196,8 @@ def report(models: list[Model], pairs, target, litert_version, threads, warmup, 
             "runs": len(m.times_ms) if ok else 0,
             "max_abs_diff_vs_host": _finite(m.max_abs_diff),
             "error": m.error,
+            # Within the tolerance of the host's outputs on the same inputs (None: not compared).
+            "outputs_match_host": None if m.max_abs_diff is None else bool(m.max_abs_diff <= tolerance),
         }
         if target != "host" and m.host_error:
             entry["host_error"] = m.host_error
@@ -206,7 +210,7 @@ def report(models: list[Model], pairs, target, litert_version, threads, warmup, 
                    if d and s and d["median_ms"] and s["median_ms"] else None)
         pair_rows.append({"dense": str(dense), "sparse": str(sparse), "speedup": speedup})
     return {"target": target, "litert_version": litert_version, "threads": threads,
-            "warmup": warmup, "device": describe_device(target, runner),
+            "warmup": warmup, "tolerance": tolerance, "device": describe_device(target, runner),
             "note": HOST_NOTE if target == "host" else EMU_NOTE,
             "results": results, "pairs": pair_rows}
 
@@ -238,13 +242,21 @@ def format_table(rep: dict) -> str:
     lines.append(f"{'model':<{width}}  {'median ms':>10}  {'p90 ms':>10}  {'runs':>4}  {'max|diff| host':>14}  error")
     for r in rep["results"]:
         lines.append(f"{r['path']:<{width}}  {_num(r['median_ms'], 10, 2)}  {_num(r['p90_ms'], 10, 2)}  "
-                     f"{r['runs']:>4}  {_num(r['max_abs_diff_vs_host'], 14, 'e')}  {r['error'] or ''}")
+                     f"{r['runs']:>4}  {_num(r['max_abs_diff_vs_host'], 14, 'e')}  {_problem(r, rep)}")
     if rep["pairs"]:
         lines += ["", "dense -> sparse: speedup (dense median / sparse median)"]
         for p in rep["pairs"]:
             speedup = f"{p['speedup']:.2f}x" if p["speedup"] else "n/a"
             lines.append(f"  {p['dense']} -> {p['sparse']}: {speedup}")
     return "\n".join(lines)
+
+
+def _problem(result: dict, rep: dict) -> str:
+    if result["error"]:
+        return result["error"]
+    if result.get("outputs_match_host") is False:
+        return f"OUTPUTS DIFFER from the host's by more than {rep['tolerance']:g}"
+    return ""
 
 
 def _num(value, width: int, fmt) -> str:
@@ -292,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="seconds one model may take to load and run once (default 180)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest |target - host| output difference counted as a match (default 1e-4)")
     parser.add_argument("--json", metavar="OUT", help="write the report here (atomically)")
     parser.add_argument("--qemu", metavar="PATH", help="your own qemu-aarch64 (>= 8)")
     parser.add_argument("--arm64-root", metavar="PATH", help="your own arm64 Debian 12 userland with python3.11")
@@ -318,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = Runner(runtime.argv(), runtime.env())
 
     rep = measure(files, pairs, args.target, runner, version, args.threads, args.warmup, args.runs,
-                  args.timeout, args.seed)
+                  args.timeout, args.seed, args.tolerance)
     rep["runs"] = args.runs
     print(format_table(rep))
     if args.json:
