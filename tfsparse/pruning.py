@@ -49,16 +49,18 @@ def schedule_steps(config, total_steps: int, full_total_steps: int) -> ScheduleS
         raise UserError("the pruning phase has no training steps (check --epochs and --max-train-examples)")
     scale = total_steps / max(full_total_steps, total_steps)
     begin = min(total_steps, max(1, round(config.begin * total_steps)))
-    end = min(total_steps, max(begin, round(config.end * total_steps)))
-    frequency = max(1, round(config.frequency * scale))
-    frequency = min(frequency, max(1, end - begin)) if end > begin else 1
+    end = min(total_steps, max(begin + 1, round(config.end * total_steps)))
+    if end <= begin:  # a one-step phase: prune straight to final_sparsity at that step
+        return ScheduleSteps(begin, begin, 1)
+    frequency = min(max(1, round(config.frequency * scale)), end - begin)
     end = begin + (end - begin) // frequency * frequency
     return ScheduleSteps(begin, end, frequency)
 
 
 def make_schedule(config, steps: ScheduleSteps):
     """The TF-MOT schedule object for the recipe's `[pruning]` section."""
-    if config.schedule == "constant":
+    if config.schedule == "constant" or steps.end_step == steps.begin_step:
+        # PolynomialDecay divides by (end - begin); a one-step schedule is a constant one.
         return sparsity.ConstantSparsity(config.final_sparsity, begin_step=steps.begin_step,
                                          end_step=steps.end_step, frequency=steps.frequency)
     return sparsity.PolynomialDecay(initial_sparsity=config.initial_sparsity,
@@ -78,6 +80,13 @@ class XNNPackPolicy(sparsity.PruneForLatencyOnXNNPack):
     TF-MOT's own message names only the layer class; a user with thirty
     DepthwiseConv2D layers needs to know which one, and what to change.
     """
+
+    def __init__(self, exclude: str | None = None):
+        super().__init__()
+        self._exclude = re.compile(exclude) if exclude else None
+
+    def allow_pruning(self, layer):
+        return super().allow_pruning(layer) and not (self._exclude and self._exclude.search(layer.name))
 
     def _check_layer_support(self, layer):
         supported = super()._check_layer_support(layer)
@@ -122,7 +131,7 @@ def _params(config, schedule) -> dict:
 def check_policy(model, config) -> None:
     """Raises UserError if the recipe's policy cannot apply to `model` (before any training)."""
     if config.policy == "xnnpack":
-        XNNPackPolicy().ensure_model_supports_pruning(model)
+        XNNPackPolicy(config.exclude).ensure_model_supports_pruning(model)
     elif config.policy != "all":
         pattern = re.compile(config.policy)
         if not any(pattern.search(layer.name) and _is_prunable(layer) for layer in model.layers):
@@ -130,7 +139,7 @@ def check_policy(model, config) -> None:
 
 
 def _is_prunable(layer) -> bool:
-    return isinstance(layer, (layers.Conv2D, layers.Dense, layers.Embedding)) or (
+    return isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense, layers.Embedding)) or (
         isinstance(layer, tfmot.sparsity.keras.PrunableLayer))
 
 
@@ -138,15 +147,14 @@ def apply_pruning(model, config, schedule):
     """Wraps the layers the policy selects with `prune_low_magnitude`."""
     params = _params(config, schedule)
     if config.policy == "xnnpack":
-        return sparsity.prune_low_magnitude(model, pruning_policy=XNNPackPolicy(), **params)
-    if config.policy == "all":
-        return sparsity.prune_low_magnitude(model, **params)
-    pattern = re.compile(config.policy)
+        return sparsity.prune_low_magnitude(model, pruning_policy=XNNPackPolicy(config.exclude), **params)
+    pattern = re.compile(".*" if config.policy == "all" else config.policy)
+    exclude = re.compile(config.exclude) if config.exclude else None
 
     def clone(layer):
         # Returning the original layer objects keeps their trained weights (the
         # pattern TF-MOT's guide uses for per-layer pruning).
-        if pattern.search(layer.name) and _is_prunable(layer):
+        if pattern.search(layer.name) and _is_prunable(layer) and not (exclude and exclude.search(layer.name)):
             return sparsity.prune_low_magnitude(layer, **params)
         return layer
 

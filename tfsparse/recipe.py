@@ -28,6 +28,8 @@ from tfsparse.cli import UserError
 
 SCHEDULES = ("polynomial", "constant")
 EXPORT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8")
+LOSSES = ("sparse_categorical_crossentropy", "mse", "mae")
+METRICS = ("accuracy", "mse", "mae")
 
 
 class _Section:
@@ -103,7 +105,8 @@ class TrainConfig(_Section):
     fine-tune during which the schedule runs, and (after a one-shot prune)
     `finetune_epochs` at fixed masks. Learning rates follow a cosine decay
     within each phase; pruning starts from the smaller `pruning_learning_rate`
-    because the network is already trained.
+    because the network is already trained. `loss`/`metric` default to
+    classification; an autoencoder uses `mse`.
     """
 
     section = "train"
@@ -114,6 +117,8 @@ class TrainConfig(_Section):
     learning_rate: float = 2e-3
     pruning_learning_rate: float = 5e-4
     weight_decay: float = 0.0
+    loss: str = "sparse_categorical_crossentropy"
+    metric: str = "accuracy"
     seed: int = 0
 
     def __post_init__(self):
@@ -129,6 +134,8 @@ class TrainConfig(_Section):
         _check(_is_number(self.weight_decay) and self.weight_decay >= 0,
                f"train.weight_decay must be a number >= 0, got {self.weight_decay!r}")
         _check(isinstance(self.seed, int), f"train.seed must be an integer, got {self.seed!r}")
+        _check(self.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        _check(self.metric in METRICS, f"train.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
 
 
 @dataclass
@@ -144,6 +151,9 @@ class PruningConfig(_Section):
     can take XNNPACK's sparse path (TF-MOT `PruneForLatencyOnXNNPack`, after
     Elsen et al., "Fast Sparse ConvNets", arXiv:1911.09723); `all` prunes every
     prunable layer; anything else is a regular expression over layer names.
+    `exclude` (a regex over layer names) keeps matching layers dense whatever
+    the policy: e.g. the first 1x1 convolution, which has few weights and
+    little redundancy (Fast Sparse ConvNets keeps it dense too).
     """
 
     section = "pruning"
@@ -155,6 +165,7 @@ class PruningConfig(_Section):
     frequency: int = 100
     power: float = 3.0
     policy: str = "xnnpack"
+    exclude: str | None = None
     sparsity_m_by_n: list[int] | None = None
     block_size: list[int] | None = None
 
@@ -179,6 +190,11 @@ class PruningConfig(_Section):
                 re.compile(self.policy)
             except re.error as e:
                 raise ValueError(f"pruning.policy {self.policy!r} is neither xnnpack, all nor a valid regex: {e}")
+        if self.exclude is not None:
+            try:
+                re.compile(self.exclude)
+            except (re.error, TypeError) as e:
+                raise ValueError(f"pruning.exclude {self.exclude!r} is not a valid regex: {e}")
         if self.sparsity_m_by_n is not None:
             m_n = self.sparsity_m_by_n
             _check(isinstance(m_n, list) and len(m_n) == 2 and all(isinstance(v, int) for v in m_n)

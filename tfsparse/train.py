@@ -20,10 +20,8 @@ https://www.tensorflow.org/tutorials/distribute/multi_worker_with_keras and pass
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -148,7 +146,8 @@ def main(argv=None):
     state.data["options"] = {name: getattr(args, name) for name in RUN_OPTIONS}
     state.save()
     metrics = trainer.run(state, from_model=args.from_model, one_shot=args.one_shot)
-    print(f"dense accuracy {metrics['dense_accuracy']:.4f}  sparse accuracy {metrics['sparse_accuracy']:.4f}  "
+    print(f"dense {metrics['metric']} {metrics['dense_score']:.4f}  sparse {metrics['metric']} "
+          f"{metrics['sparse_score']:.4f}  "
           f"sparsity {metrics['overall_sparsity']:.4f} over {len(metrics['layer_sparsity'])} layers  -> {run_dir}")
     return 0
 

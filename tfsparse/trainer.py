@@ -13,7 +13,6 @@ pruning schedule continues where it stopped instead of restarting.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -29,15 +28,22 @@ keras = tf.keras
 
 
 def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, seed: int = 0):
-    """A tf.data pipeline; inputs stay uint8 in memory and are scaled per batch."""
-    scale = float(preprocessing.get("scale", 1.0))
-    offset = float(preprocessing.get("offset", 0.0))
+    """A tf.data pipeline; images stay uint8 in memory and are scaled per batch."""
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) * scale + offset, b), num_parallel_calls=tf.data.AUTOTUNE)
+    if "scale" in preprocessing:
+        scale, offset = float(preprocessing["scale"]), float(preprocessing.get("offset", 0.0))
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) * scale + offset, b), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def scaled(x, preprocessing: dict):
+    """The model input for stored examples `x` (numpy), as `batches` feeds it."""
+    if "scale" not in preprocessing:
+        return x
+    return x.astype(np.float32) * np.float32(preprocessing["scale"]) + np.float32(preprocessing.get("offset", 0.0))
 
 
 def save_for_inference(model, path: Path):
@@ -111,7 +117,7 @@ class Trainer:
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay)
         else:
             optimizer = keras.optimizers.Adam(schedule)
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer=optimizer, loss=train.loss, metrics=[train.metric])
 
     def data(self):
         t, s = self.recipe.train, self.splits
@@ -119,10 +125,17 @@ class Trainer:
         val = batches(s.x_val, s.y_val, 256, s.preprocessing) if len(s.x_val) else None
         return train, val
 
-    def accuracy(self, model) -> float:
+    def score(self, model) -> float:
+        """The recipe's metric (accuracy by default) on the test split."""
         s = self.splits
-        _, acc = model.evaluate(batches(s.x_test, s.y_test, 256, s.preprocessing), verbose=0)
-        return float(acc)
+        results = model.evaluate(batches(s.x_test, s.y_test, 256, s.preprocessing), verbose=0, return_dict=True)
+        return float(results[self.recipe.train.metric])
+
+    def extra_metrics(self, model) -> dict:
+        if self.splits.extra_metrics is None:
+            return {}
+        return self.splits.extra_metrics(lambda x: model.predict(scaled(x, self.splits.preprocessing), verbose=0,
+                                                                 batch_size=256))
 
     def fit(self, model, phase: str, epochs: int, state, callbacks):
         train, val = self.data()
@@ -151,9 +164,9 @@ class Trainer:
         tensorboard = keras.callbacks.TensorBoard(str(self.run_dir / "logs" / "dense"))
         self.fit(model, "dense", epochs, state, [tensorboard])
         save_for_inference(model, dense_path)
-        accuracy = self.accuracy(model)
-        print(f"[dense] test accuracy {accuracy:.4f}", flush=True)
-        state.mark_finished("dense", dense_accuracy=accuracy)
+        score = self.score(model)
+        print(f"[dense] test {self.recipe.train.metric} {score:.4f}", flush=True)
+        state.mark_finished("dense", dense_score=score, dense_extra=self.extra_metrics(model))
 
     def pruning_phase(self, state, one_shot: str | None):
         config = self.recipe.pruning
@@ -185,9 +198,9 @@ class Trainer:
                      tfmot.sparsity.keras.PruningSummaries(log_dir=str(self.run_dir / "logs" / "pruning"))]
         self.fit(model, "pruning", epochs, state, callbacks)
         stripped = pruning.strip(model)
-        stripped.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        stripped.compile(loss=self.recipe.train.loss, metrics=[self.recipe.train.metric])
         save_for_inference(stripped, self.run_dir / "sparse.keras")
-        state.mark_finished("pruning", sparse_accuracy=self.accuracy(stripped))
+        state.mark_finished("pruning", sparse_score=self.score(stripped), sparse_extra=self.extra_metrics(stripped))
 
     def one_shot(self, dense, method: str):
         """Zeros `final_sparsity` of each policy-selected kernel at once (by magnitude or at random)."""
@@ -230,8 +243,12 @@ class Trainer:
         return {
             "recipe": self.recipe.name,
             "model": self.recipe.model.name,
-            "dense_accuracy": state.data["dense_accuracy"],
-            "sparse_accuracy": state.data["sparse_accuracy"],
+            "metric": self.recipe.train.metric,
+            "dense_score": state.data["dense_score"],
+            "sparse_score": state.data["sparse_score"],
+            **({"dense_accuracy": state.data["dense_score"], "sparse_accuracy": state.data["sparse_score"]}
+               if self.recipe.train.metric == "accuracy" else {}),
+            "extra": {"dense": state.data["dense_extra"], "sparse": state.data["sparse_extra"]},
             "target_sparsity": self.recipe.pruning.final_sparsity,
             "overall_sparsity": pruning.overall_sparsity(sparse, names),
             "layer_sparsity": pruning.layer_sparsity(sparse, names),

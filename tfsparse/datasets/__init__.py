@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,6 +23,8 @@ class Splits:
     `preprocessing` describes the app-side transform from raw input to model
     input (stored in the exported model's metadata), e.g. for images
     `{"scale": 1/255, "offset": 0.0, ...}` meaning `input = pixel * scale + offset`.
+    Without `scale`, x is fed to the model as stored (features, token ids).
+    `labels` may be empty for tasks that are not classification.
     """
 
     name: str
@@ -35,6 +37,10 @@ class Splits:
     y_test: np.ndarray
     preprocessing: dict[str, Any] = field(default_factory=dict)
     full_train_examples: int = 0  # before --max-train-examples trimmed x_train
+    # Task-specific evaluation beyond the recipe's metric (e.g. an RL policy's
+    # success rate): called with a `predict(x) -> outputs` function for the dense
+    # and sparse models (Keras at train time, TFLite at export time).
+    extra_metrics: Callable[[Callable], dict] | None = None
 
     @property
     def num_classes(self) -> int:
