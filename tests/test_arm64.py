@@ -49,11 +49,15 @@ def test_an_interrupted_stage_leaves_nothing_and_is_rebuilt(tmp_path):
     assert not (tmp_path / "thing").exists()
     assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # no temporary left behind
 
+    # A run killed outright (SIGKILL) leaves its build and download folders behind.
+    (tmp_path / ".thing.tmp1234").mkdir()
+    (tmp_path / ".thing.tmp1234.work.5678").mkdir()
     # A folder without marker (e.g. killed mid-rename by an older version) is not trusted.
     (tmp_path / "thing").mkdir()
     (tmp_path / "thing" / "stale").write_text("x")
     done = _stage(tmp_path, lambda f: (f / "payload").write_text("ok"))
     assert sorted(p.name for p in done.iterdir()) == [arm64.MARKER, "payload"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "thing"]
 
 
 def _slow_build_in_process(base: str, log_path: str) -> None:

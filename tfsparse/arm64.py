@@ -198,8 +198,14 @@ def _stage(final: Path, build: Callable[[Path], None], what: str, log: Log, buil
     return final
 
 
+def _scratch(dest: Path) -> tempfile.TemporaryDirectory:
+    """Downloads go beside the stage, named after it, so a killed run's leftovers are
+    matched and removed by the next run's `_stage` (and never renamed into the cache)."""
+    return tempfile.TemporaryDirectory(dir=dest.parent, prefix=f"{dest.name}.work.")
+
+
 def _build_qemu(dest: Path, log: Log) -> None:
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".apt-qemu.") as work:
+    with _scratch(dest) as work:
         apt = _PrivateApt(Path(work), QEMU_SUITE, arch=None)
         deb = apt.download("qemu-user")
         log(f"  unpacking qemu-aarch64 from {deb.name}")
@@ -208,7 +214,7 @@ def _build_qemu(dest: Path, log: Log) -> None:
 
 
 def _build_userland(dest: Path, log: Log) -> None:
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".apt-userland.") as work:
+    with _scratch(dest) as work:
         apt = _PrivateApt(Path(work), USERLAND_SUITE, arch="arm64")
         debs = apt.download_closure(USERLAND_PACKAGES)
         log(f"  unpacking {len(debs)} arm64 packages")
@@ -219,7 +225,7 @@ def _build_userland(dest: Path, log: Log) -> None:
 
 
 def _build_site(dest: Path, version: str, log: Log) -> None:
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".wheels.") as wheels:
+    with _scratch(dest) as wheels:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
                "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
                "-d", wheels, f"ai-edge-litert=={version}"]
