@@ -154,6 +154,10 @@ class PruningConfig(_Section):
     `exclude` (a regex over layer names) keeps matching layers dense whatever
     the policy: e.g. the first 1x1 convolution, which has few weights and
     little redundancy (Fast Sparse ConvNets keeps it dense too).
+
+    `block_size = [1, b]` prunes 1x1 convolutions in blocks of b output channels
+    (see `tfsparse.block_pruning`); `block_layers` (a regex over layer names)
+    limits blocks to the matching pruned layers, the others stay unstructured.
     """
 
     section = "pruning"
@@ -168,6 +172,7 @@ class PruningConfig(_Section):
     exclude: str | None = None
     sparsity_m_by_n: list[int] | None = None
     block_size: list[int] | None = None
+    block_layers: str | None = None
 
     def __post_init__(self):
         _check(self.schedule in SCHEDULES,
@@ -206,6 +211,13 @@ class PruningConfig(_Section):
                    f"pruning.block_size must be [rows, cols] of integers >= 1, got {b!r}")
         _check(not (self.sparsity_m_by_n and self.block_size and self.block_size != [1, 1]),
                "pruning.sparsity_m_by_n and pruning.block_size cannot be combined")
+        if self.block_layers is not None:
+            _check(self.block_size is not None and self.block_size != [1, 1],
+                   "pruning.block_layers needs pruning.block_size (e.g. [1, 4])")
+            try:
+                re.compile(self.block_layers)
+            except (re.error, TypeError) as e:
+                raise ValueError(f"pruning.block_layers {self.block_layers!r} is not a valid regex: {e}")
 
 
 @dataclass
