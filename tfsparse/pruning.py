@@ -21,6 +21,7 @@ import tensorflow_model_optimization as tfmot
 # The wrapper class is not exported by tfmot's public API; tfmot is pinned to 0.8.1.
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
+from tfsparse import block_pruning
 from tfsparse.cli import UserError
 
 sparsity = tfmot.sparsity.keras
@@ -146,10 +147,18 @@ def _is_prunable(layer) -> bool:
 def apply_pruning(model, config, schedule):
     """Wraps the layers the policy selects with `prune_low_magnitude`."""
     params = _params(config, schedule)
+    if config.policy == "xnnpack" and block_pruning.uses_blocks(config):
+        # TF-MOT's block_size rejects rank-4 kernels: 1x1 convs go through block_pruning.
+        policy = XNNPackPolicy(config.exclude)
+        policy.ensure_model_supports_pruning(model)
+        return block_pruning.prune_with_blocks(model, config, schedule, policy.allow_pruning)
     if config.policy == "xnnpack":
         return sparsity.prune_low_magnitude(model, pruning_policy=XNNPackPolicy(config.exclude), **params)
     pattern = re.compile(".*" if config.policy == "all" else config.policy)
     exclude = re.compile(config.exclude) if config.exclude else None
+    if block_pruning.uses_blocks(config):
+        return block_pruning.prune_with_blocks(model, config, schedule, lambda layer: bool(
+            pattern.search(layer.name) and _is_prunable(layer) and not (exclude and exclude.search(layer.name))))
 
     def clone(layer):
         # Returning the original layer objects keeps their trained weights (the
@@ -216,4 +225,4 @@ def steps_per_epoch(examples: int, batch_size: int) -> int:
 
 def strip(pruned_model):
     """The model without pruning wrappers: plain Keras layers with zeros in their kernels."""
-    return sparsity.strip_pruning(pruned_model)
+    return block_pruning.plain_convs(sparsity.strip_pruning(pruned_model))
