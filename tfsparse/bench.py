@@ -210,7 +210,7 @@ def report(models: list[Model], pairs, target, litert_version, threads, warmup, 
                    if d and s and d["median_ms"] and s["median_ms"] else None)
         pair_rows.append({"dense": str(dense), "sparse": str(sparse), "speedup": speedup})
     return {"target": target, "litert_version": litert_version, "threads": threads,
-            "warmup": warmup, "tolerance": tolerance, "device": describe_device(target, runner),
+            "warmup": warmup, "runs": runs, "tolerance": tolerance, "device": describe_device(target, runner),
             "note": HOST_NOTE if target == "host" else EMU_NOTE,
             "results": results, "pairs": pair_rows}
 
@@ -333,7 +333,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rep = measure(files, pairs, args.target, runner, version, args.threads, args.warmup, args.runs,
                   args.timeout, args.seed, args.tolerance)
-    rep["runs"] = args.runs
     print(format_table(rep))
     if args.json:
         write_json(args.json, rep)
