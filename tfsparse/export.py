@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -136,7 +137,8 @@ def resolve_source(path: str, recipe_path: str | None) -> Source:
                 pruned = list(json.loads((p / "metrics.json").read_text()).get("layer_sparsity", {})) or None
             except ValueError:
                 pruned = None
-        return Source(p.resolve().name, recipe, origin, p / "sparse.keras", p / "dense.keras", pruned)
+        # abspath, not resolve: a symlinked runs/<name> -> runs/<name>_try2 exports as <name>.
+        return Source(Path(os.path.abspath(p)).name, recipe, origin, p / "sparse.keras", p / "dense.keras", pruned)
     if p.suffix not in (".keras", ".h5"):
         raise UserError(f"{path}: expected a run folder or a .keras/.h5 model")
     if not recipe_path:
@@ -168,6 +170,11 @@ def captured_stderr():
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def _runtime_message(error: Exception) -> str:
+    """LiteRT's error on one line; it glues its per-node messages together, so separate them."""
+    return re.sub(r"(?<=\S)(failed to delegate|Node number)", r"; \1", _one_line(error))
 
 
 # ---- the TensorFlow side ---------------------------------------------------------------
@@ -283,7 +290,8 @@ class Exporter:
                     x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
                 outputs.append(self._invoke(interpreter, x)[:n])
         out = np.concatenate(outputs)
-        assert np.allclose(out[:1], first, atol=1e-4), "the batched run disagrees with batch 1"
+        if not np.allclose(out[:1], first, atol=1e-4):
+            raise RuntimeError("the batched run disagrees with the batch-1 run on the same image")
         return out
 
     def _invoke(self, interpreter, x):
@@ -308,7 +316,7 @@ class Exporter:
         try:
             out = self.run_tflite(data)
         except Exception as e:  # noqa: BLE001 - LiteRT raises RuntimeError/ValueError with its message
-            return {"runs": False, "error": _one_line(e), "accuracy": None, "parity": None}
+            return {"runs": False, "error": _runtime_message(e), "accuracy": None, "parity": None}
         reference = self.keras_out["dense" if dense else "sparse"]
         return {"runs": True, "error": None,
                 "accuracy": round(float(np.mean(np.argmax(out, axis=1) == self.y_test)), 6),

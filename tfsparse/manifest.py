@@ -11,6 +11,19 @@ Schema (paths are relative to the manifest's folder)::
 
 Exactly one entry has `"dense": true, "variant": "fp32"`: the dense baseline every
 sparse file is compared against.
+
+As written by `python -m tfsparse.export` (see its docstring):
+- `model` is the run folder's name (the recipe's name for a default run) and prefixes
+  every file name: `<model>.dense.fp32.tflite`, `<model>.sparse.<variant>.tflite`.
+  `recipe` is the recipe file the run was resolved from; `architecture` the zoo model.
+- Top level also: `created` (UTC, ISO 8601), `tfsparse_version`, `test_examples`,
+  `keras_accuracy: {"dense", "sparse"}` (the Keras models on the same test split) and
+  `sparsity: {"overall", "layers": {name: zero fraction}, "target"}` of the pruned kernels.
+- `accuracy` is LiteRT (default XNNPACK delegate) top-1 on the test split; `parity`
+  compares with the sparse Keras model for sparse files and the dense one for the
+  baseline; `size_ratio_vs_dense` = dense fp32 bytes / this file's bytes.
+- A file that failed to run has `"runs": false`, `error` = the runtime's message,
+  `accuracy` and `parity` null, and lies under `failed/` (kept for inspection only).
 """
 
 from __future__ import annotations
