@@ -1,0 +1,344 @@
+"""The trade-off report of a pipeline run or a sparsity sweep, from the stages' JSON outputs.
+
+    python -m tfsparse.report reports/mobilenet_v1              # regenerate a pipeline report
+    python -m tfsparse.report reports/mobilenet_v1-sweep        # ... or a sweep's (has points/)
+
+Reads only what the stages wrote: the run's `metrics.json` and `config.toml`, the export's
+`manifest.json`, and the bench JSON of each target (`bench/host.json`,
+`bench/arm64-emu.json`, `bench/android/results.json`). No TensorFlow, no model files.
+
+Writes, each atomically, into the folder:
+- `report.md`: one table in the style of the Fast Sparse ConvNets results (Elsen et al.,
+  arXiv:1911.09723; github.com/google-research/google-research/tree/master/fastconvnets):
+  model, accuracy, sparsity, which layers stay dense, size, gzip size, latency per target
+  with its thread count, speedup over the dense baseline; then the plots.
+- `results.csv` / `results.json`: the same rows, one per exported file.
+- `accuracy_vs_sparsity.png`, `size_vs_sparsity.png`, `latency_vs_sparsity.png` (arm64-emu;
+  host when arm64 was skipped): each sparse variant against sparsity, dense baseline marked.
+
+A point (one pipeline run) is summarised in `results.json` as {"name", "target_sparsity",
+"sparsity", "dense_layers", "benchmarks", "rows"}; a sweep's report concatenates its points.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Sequence
+
+from tfsparse import atomic
+from tfsparse.cli import ArgumentParser, UserError, run_main
+
+PROG = "tfsparse.report"
+TARGETS = ("host", "arm64-emu")  # bench JSON files: bench/<target>.json
+ANDROID = "android"
+PLOTS = ("accuracy_vs_sparsity.png", "size_vs_sparsity.png", "latency_vs_sparsity.png")
+CSV_COLUMNS = ["point", "model", "file", "variant", "weights", "target_sparsity", "sparsity", "dense_layers",
+               "accuracy", "bytes", "gzip_bytes", "size_ratio_vs_dense", "xnnpack", "runs"]
+
+
+# ---- reading one point ------------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no {what} at {path}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"unreadable {what} {path}: {e}") from None
+
+
+def dense_layers(config_toml: Path) -> str:
+    """Which layers the recipe's pruning policy leaves dense, in words (from the run's config.toml)."""
+    try:
+        pruning = tomllib.loads(config_toml.read_text()).get("pruning", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return "?"
+    policy = pruning.get("policy", "xnnpack")
+    # TF-MOT's PruneForLatencyOnXNNPack prunes 1x1 convolutions only: the 3x3 stem,
+    # depthwise and classifier weights are not counted by XNNPACK's 2/3 rule anyway.
+    text = {"xnnpack": "all but 1x1 convs", "all": "none"}.get(policy, f"not matching /{policy}/")
+    if pruning.get("exclude"):
+        text += f"; excluded /{pruning['exclude']}/"
+    return text
+
+
+def _bench_index(bench: dict) -> dict[str, dict]:
+    """A bench report's results by file name (bench writes paths as given on its command line)."""
+    return {Path(r["path"]).name: r for r in bench.get("results", [])}
+
+
+def _speedups(bench: dict) -> dict[str, float | None]:
+    return {Path(p["sparse"]).name: p.get("speedup") for p in bench.get("pairs", [])}
+
+
+def _android_rows(results: dict) -> tuple[dict, dict]:
+    """Android results.json -> ({file: {threads: row}}, benchmark description)."""
+    by_file: dict[str, dict[int, dict]] = {}
+    for r in results.get("results", []):
+        by_file.setdefault(Path(r["path"]).name, {})[int(r["threads"])] = r
+    device = results.get("device", {})
+    settings = results.get("settings", {})
+    return by_file, {"threads": settings.get("threads"), "device": f"{device.get('model')} ({device.get('abi')})",
+                     "note": "benchmark_model on the device, XNNPACK " + ("off" if settings.get("no_xnnpack") else "on")}
+
+
+def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -> dict:
+    """One pipeline run as a results.json point: a row per exported file plus the bench settings."""
+    metrics = _read_json(run_dir / "metrics.json", "training metrics")
+    manifest = _read_json(export_dir / "manifest.json", "export manifest")
+    benches = {t: _read_json(bench_dir / f"{t}.json", f"{t} benchmark")
+               for t in TARGETS if (bench_dir / f"{t}.json").is_file()}
+    android = None
+    if (bench_dir / ANDROID / "results.json").is_file():
+        android = _android_rows(_read_json(bench_dir / ANDROID / "results.json", "android benchmark"))
+    left_dense = dense_layers(run_dir / "config.toml")
+    sparsity = (manifest.get("sparsity") or {}).get("overall", metrics.get("overall_sparsity"))
+    target = metrics.get("target_sparsity", (manifest.get("sparsity") or {}).get("target"))
+    rows = []
+    for entry in manifest["files"]:
+        file = Path(entry["path"]).name
+        row = {"point": name, "model": manifest.get("model", name), "file": file,
+               "variant": entry.get("variant"), "weights": "dense" if entry["dense"] else "sparse",
+               "target_sparsity": 0.0 if entry["dense"] else target,
+               "sparsity": 0.0 if entry["dense"] else sparsity,
+               "dense_layers": "all" if entry["dense"] else left_dense,
+               "accuracy": entry.get("accuracy"), "bytes": entry.get("bytes"), "gzip_bytes": entry.get("gzip_bytes"),
+               "size_ratio_vs_dense": entry.get("size_ratio_vs_dense"),
+               "xnnpack": (entry.get("xnnpack") or {}).get("verdict"), "runs": entry.get("runs", True),
+               "latency": {}}
+        for target_name, bench in benches.items():
+            result = _bench_index(bench).get(file)
+            if result is not None:
+                row["latency"][target_name] = {
+                    "threads": bench.get("threads"), "median_ms": result.get("median_ms"),
+                    "speedup": None if entry["dense"] else _speedups(bench).get(file), "error": result.get("error")}
+        if android:
+            for threads, r in sorted(android[0].get(file, {}).items()):
+                row["latency"][f"{ANDROID}-t{threads}"] = {
+                    "threads": threads, "median_ms": r.get("avg_ms"), "speedup": r.get("speedup_vs_dense"),
+                    "error": r.get("error")}
+        rows.append(row)
+    described = {t: {k: b.get(k) for k in ("threads", "litert_version", "device", "note", "runs")}
+                 for t, b in benches.items()}
+    if android:
+        described[ANDROID] = android[1]
+    return {"name": name, "target_sparsity": target, "sparsity": sparsity, "dense_layers": left_dense,
+            "metric": metrics.get("metric", "accuracy"),
+            "keras": {"dense": metrics.get("dense_score"), "sparse": metrics.get("sparse_score")},
+            "benchmarks": described, "rows": rows}
+
+
+# ---- plots ------------------------------------------------------------------------------
+
+
+def _series(rows: list[dict], value, label) -> tuple[dict[str, list[tuple]], list[float]]:
+    """({sparse variant: [(sparsity %, value, label)] sorted}, [dense baseline values])."""
+    series: dict[str, list[tuple]] = {}
+    dense = []
+    for r in rows:
+        v = value(r)
+        if v is None:
+            continue
+        if r["weights"] == "dense":
+            dense.append(v)
+        elif r["sparsity"] is not None:
+            series.setdefault(r["variant"], []).append((100 * r["sparsity"], v, label(r) if label else None))
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in series.items()}, dense
+
+
+def _plot(path: Path, rows: list[dict], value, ylabel: str, title: str, note: str | None = None,
+          label=None, from_zero: bool = False) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on CI or servers
+    import matplotlib.pyplot as plt
+
+    series, dense = _series(rows, value, label)
+    if not series and not dense:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for variant, points in series.items():
+        xs, ys, labels = zip(*points)
+        line, = ax.plot(xs, ys, marker="o", label=f"sparse {variant}")
+        for x, y, text in points:
+            if text:
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(-6, 5), ha="right",
+                            fontsize="x-small", color=line.get_color())
+    if dense:
+        # Several points share one dense baseline (a sweep re-measures it per point): show their mean.
+        baseline = sum(dense) / len(dense)
+        ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label="dense fp32 baseline")
+        ax.plot([0], [baseline], marker="*", markersize=12, color="black", linestyle="none")
+    ax.set_xlabel("sparsity of the pruned layers (%)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_xlim(-3, 100)
+    if from_zero:  # sizes and latencies: the distance to zero is the point
+        top = max([v for points in series.values() for _, v, _ in points] + dense)
+        ax.set_ylim(0, 1.1 * top)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    if note:
+        fig.text(0.01, 0.01, note, fontsize="x-small", color="dimgray")
+    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_plots(out_dir: Path, rows: list[dict]) -> list[Path]:
+    """Accuracy, size and latency against sparsity (the plots that have data)."""
+    keys = _latency_keys(rows)
+    target = "arm64-emu" if "arm64-emu" in keys else ("host" if "host" in keys else None)
+    plots = [
+        _plot(out_dir / PLOTS[0], rows, lambda r: None if r["accuracy"] is None else 100 * r["accuracy"],
+              "test accuracy (%)", "Accuracy vs sparsity (LiteRT, test split)"),
+        _plot(out_dir / PLOTS[1], rows, lambda r: None if r["bytes"] is None else r["bytes"] / 1024,
+              "file size (KiB)", "TFLite file size vs sparsity", from_zero=True,
+              label=lambda r: f"{r['size_ratio_vs_dense']:.1f}x" if r.get("size_ratio_vs_dense") else None),
+    ]
+    if target:
+        threads = _threads(rows, target)
+        note = ("emulated arm64 (qemu): compare ratios, not absolute ms" if target == "arm64-emu" else
+                "host x86: XNNPACK runs sparse files dense here (AVX); see arm64-emu for speed")
+        plots.append(_plot(out_dir / PLOTS[2], rows, lambda r: (r["latency"].get(target) or {}).get("median_ms"),
+                           f"median latency (ms, {threads} thread{'s' if threads != 1 else ''})",
+                           f"{target} latency vs sparsity", note, from_zero=True,
+                           label=lambda r: _speedup(r["latency"].get(target)).replace("-", "") or None))
+    return [p for p in plots if p is not None]
+
+
+# ---- writing ------------------------------------------------------------------------------
+
+
+def _latency_keys(rows: list[dict]) -> list[str]:
+    keys = []
+    for r in rows:
+        for k in r["latency"]:
+            if k not in keys:
+                keys.append(k)
+    order = {"host": 0, "arm64-emu": 1}
+    return sorted(keys, key=lambda k: (order.get(k, 2), k))
+
+
+def _threads(rows: list[dict], key: str):
+    return next((r["latency"][key]["threads"] for r in rows if key in r["latency"]), "?")
+
+
+def _size(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _ms(lat: dict | None) -> str:
+    if not lat:
+        return "-"
+    if lat.get("median_ms") is None:
+        return "fails" if lat.get("error") else "-"
+    return f"{lat['median_ms']:.2f}" if lat["median_ms"] >= 1 else f"{lat['median_ms']:.3f}"
+
+
+def _speedup(lat: dict | None) -> str:
+    return f"{lat['speedup']:.2f}x" if lat and lat.get("speedup") else "-"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    keys = _latency_keys(rows)
+    head = ["model", "variant", "weights", "sparsity", "left dense", "accuracy", "size", "gzip size", "XNNPACK (arm64)"]
+    for k in keys:
+        head += [f"{k} ms ({_threads(rows, k)} thread{'s' if _threads(rows, k) != 1 else ''})", f"{k} speedup"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        cells = [r["model"], str(r["variant"]), r["weights"], _pct(r["sparsity"]), r["dense_layers"],
+                 _pct(r["accuracy"]) if r["runs"] else "fails to run", _size(r["bytes"]), _size(r["gzip_bytes"]), r["xnnpack"] or "-"]
+        for k in keys:
+            lat = r["latency"].get(k)
+            cells += [_ms(lat), "baseline" if r["weights"] == "dense" and lat else _speedup(lat)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
+    rows = [r for p in points for r in p["rows"]]
+    lines = [f"# {title}", "", markdown_table(rows)]
+    lines.append("Accuracy: LiteRT top-1 on the test split (default XNNPACK delegate). Sparsity: zero fraction "
+                 "of the pruned kernels. Latency: median ms of interleaved runs; speedup = dense fp32 median / "
+                 "this file's median in the same run "
+                 "(an int8 file's speedup includes what quantization alone gains; XNNPACK runs int8 dense).")
+    benches = {}
+    for p in points:
+        for target, b in p["benchmarks"].items():
+            benches.setdefault(target, b)
+    if benches:
+        lines += ["", "Benchmarks:"]
+        for target, b in benches.items():
+            version = f", LiteRT {b['litert_version']}" if b.get("litert_version") else ""
+            lines.append(f"- **{target}**: {b.get('threads')} thread(s){version}, {b.get('device')}. {b.get('note') or ''}")
+    for p in points:
+        skipped = p.get("skipped") or {}
+        for stage, why in skipped.items():
+            lines.append(f"- {p['name']}: {stage} skipped: {why}")
+    if plots:
+        lines += [""] + [f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict]) -> str:
+    keys = _latency_keys(rows)
+    columns = CSV_COLUMNS + [f"{k}_{field}" for k in keys for field in ("threads", "median_ms", "speedup")]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        flat = {c: r.get(c) for c in CSV_COLUMNS}
+        for k in keys:
+            for field in ("threads", "median_ms", "speedup"):
+                flat[f"{k}_{field}"] = (r["latency"].get(k) or {}).get(field)
+        writer.writerow({c: "" if v is None else v for c, v in flat.items()})
+    return buf.getvalue()
+
+
+def write(out_dir: Path, title: str, points: list[dict]) -> list[Path]:
+    """report.md, results.csv, results.json and the plots; returns the written paths."""
+    out_dir = Path(out_dir)
+    rows = [r for p in points for r in p["rows"]]
+    written = write_plots(out_dir, rows)
+    atomic.write_json(out_dir / "results.json", {"title": title, "points": points})
+    atomic.write_text(out_dir / "results.csv", csv_text(rows))
+    atomic.write_text(out_dir / "report.md", report_markdown(title, points, [p.name for p in written]))
+    return [out_dir / "report.md", out_dir / "results.csv", out_dir / "results.json", *written]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="a pipeline output folder (with results.json) or a sweep folder (with points/)")
+    args = parser.parse_args(argv)
+    folder = Path(args.folder)
+    if not (folder / "results.json").is_file():
+        raise UserError(f"{folder}: no results.json (run python -m tfsparse.pipeline or tfsparse.sweep first)")
+    previous = _read_json(folder / "results.json", "results")
+    points = []
+    for p in previous.get("points", []):
+        base = folder / "points" / p["name"] if (folder / "points" / p["name"]).is_dir() else folder
+        fresh = collect_point(p["name"], base / "runs" / p["name"], base / "export" / p["name"], base / "bench")
+        fresh["skipped"] = p.get("skipped", {})
+        points.append(fresh)
+    for path in write(folder, previous.get("title", folder.name), points):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(PROG, main))
