@@ -1,0 +1,93 @@
+"""Speech, text and RL recipes through the same `python -m tfsparse.train` pipeline, on tiny slices.
+
+Each smoke run is the real CLI with real TensorFlow/TF-MOT (`--epochs 1
+--max-train-examples 256`); the data modules' own logic (splits, tokenizer,
+optimal policy) is checked without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfsparse.recipe import load_recipe
+
+ROOT = Path(__file__).parent.parent
+SMOKE = ["--epochs", "1", "--max-train-examples", "256", "--quiet"]
+
+
+def train(recipe: str, out: Path, *extra: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", "tfsparse.train", str(ROOT / "models" / recipe), "--out", str(out),
+                             *SMOKE, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
+# ---- text: BBC News ---------------------------------------------------------------------
+
+
+def test_tokenizer_is_deterministic_and_maps_unknown_words_to_oov():
+    from tfsparse.datasets.text import OOV_ID, PAD_ID, Tokenizer
+
+    texts = ["Rates rise, rates fall.", "The bank's rates", "goal goal goal"]
+    tok = Tokenizer.fit(texts, vocab_size=5, sequence_length=6)
+    # Most frequent first, ties alphabetical: rates (3), goal (3) -> goal, rates; then bank's (1) < fall (1).
+    assert tok.vocabulary == ["<pad>", "<oov>", "goal", "rates", "bank's"]
+    ids = tok.encode(["RATES rise goal"])[0]
+    assert list(ids) == [3, OOV_ID, 2, PAD_ID, PAD_ID, PAD_ID]
+    assert Tokenizer.from_config(json.loads(json.dumps(tok.get_config()))).ids("rates") == tok.ids("rates")
+    assert len(tok.ids("word " * 50)) == 6  # truncated to sequence_length
+
+
+def test_bbc_splits_are_stratified_disjoint_and_fixed():
+    from tfsparse.datasets.bbc_news import split_indices
+
+    labels = np.repeat(np.arange(5), [510, 386, 417, 511, 401])
+    train, val, test = split_indices(labels, 200)
+    assert len(set(train) | set(val) | set(test)) == len(labels) == len(train) + len(val) + len(test)
+    for part in (train, test):
+        shares = np.bincount(labels[part], minlength=5) / len(part)
+        assert np.allclose(shares, np.bincount(labels) / len(labels), atol=0.01)
+    again = split_indices(labels, 200)
+    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
+
+
+@pytest.fixture(scope="module")
+def bbc_splits():
+    from tfsparse import datasets
+
+    recipe = load_recipe(ROOT / "models" / "bbc_news.toml")
+    return recipe, datasets.load(recipe.data, recipe.model.args)
+
+
+def test_bbc_vocabulary_comes_from_the_training_split_only(bbc_splits):
+    from tfsparse.datasets import bbc_news
+    from tfsparse.datasets.text import Tokenizer, words
+
+    recipe, splits = bbc_splits
+    assert (len(splits.x_train), len(splits.x_val), len(splits.x_test)) == (1581, 200, 444)
+    vocabulary = splits.preprocessing["vocabulary"]
+    assert len(vocabulary) == recipe.model.args["vocab_size"]
+    # Refit on the training texts alone reproduces the shipped vocabulary and the token ids.
+    items = bbc_news.articles()
+    labels = np.array([bbc_news.LABELS.index(a["label"]) for a in items])
+    train, _, test = bbc_news.split_indices(labels, recipe.data.validation_examples)
+    refit = Tokenizer.fit([items[i]["text"] for i in train], len(vocabulary), splits.x_train.shape[1])
+    assert refit.vocabulary == vocabulary
+    assert np.array_equal(refit.encode([items[i]["text"] for i in test]), splits.x_test)
+    # A word that occurs only in test articles cannot be in the vocabulary.
+    train_words = {w for i in train for w in words(items[i]["text"])}
+    test_only = {w for i in test for w in words(items[i]["text"])} - train_words
+    assert test_only and not test_only & set(vocabulary)
+
+
+def test_bbc_smoke_run_prunes_the_embedding(tmp_path):
+    m = train("bbc_news.toml", tmp_path / "bbc")
+    assert m["metric"] == "accuracy"
+    assert set(m["layer_sparsity"]) == {"embedding", "hidden"}
+    assert abs(m["layer_sparsity"]["embedding"] - 0.9) < 0.01
