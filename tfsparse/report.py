@@ -90,7 +90,8 @@ def _android_rows(results: dict) -> tuple[dict, dict]:
 
 def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -> dict:
     """One pipeline run as a results.json point: a row per exported file plus the bench settings."""
-    metrics = _read_json(run_dir / "metrics.json", "training metrics")
+    # Without the run (a bare export folder) the rows still have everything but the recipe's target.
+    metrics = _read_json(run_dir / "metrics.json", "training metrics") if (run_dir / "metrics.json").is_file() else {}
     manifest = _read_json(export_dir / "manifest.json", "export manifest")
     benches = {t: _read_json(bench_dir / f"{t}.json", f"{t} benchmark")
                for t in TARGETS if (bench_dir / f"{t}.json").is_file()}
