@@ -1,0 +1,246 @@
+"""One command from recipe to report: train -> export -> bench -> report + model card.
+
+    python -m tfsparse.pipeline models/mobilenet_v1.toml                  # what `make demo` runs
+    python -m tfsparse.pipeline models/mobilenet_v1.toml --quick          # smoke size, ~2 minutes
+    python -m tfsparse.pipeline models/mobilenet_v1.toml --set pruning.final_sparsity=0.8 --out reports/mnv1_80
+    python -m tfsparse.pipeline models/mobilenet_v1.toml --skip-arm64     # no qemu provisioning
+
+Everything goes under `--out` (default `reports/<recipe>`):
+
+    runs/<name>/        the training run (python -m tfsparse.train)
+    export/<name>/      the files to ship: .tflite files, manifest.json, README.md (model card)
+    bench/host.json, bench/arm64-emu.json, bench/android/   (python -m tfsparse.bench, android_bench)
+    report.md, results.csv, results.json, *_vs_sparsity.png (tfsparse.report)
+    pipeline.json       what each stage did and how long it took
+
+`<name>` is the recipe's file name (`--name` to change it; the sweep uses `<recipe>-sp90`).
+Each stage runs as its own command-line program with this Python, and the pipeline is
+resumable: run the same command again after Ctrl-C or a crash. A stage whose outputs exist
+and are newer than its inputs is skipped; an unfinished training run continues with
+`--resume` (and then keeps the options it was started with). The report and the model
+card are always regenerated (they read only JSON).
+
+The Android stage runs when `adb devices` lists a device and `TFSPARSE_BENCHMARK_MODEL`
+names a benchmark_model binary (see android_bench/README.md); otherwise it is skipped
+and the report says so. `--quick` trains 1 epoch per phase on 1024 images, exports only
+fp32, and times 3 runs per model: a smoke test of the whole chain, not a result.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from tfsparse import atomic
+from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.manifest import MANIFEST_NAME
+
+PROG = "tfsparse.pipeline"
+STATE_NAME = "pipeline.json"
+ROOT = Path(__file__).resolve().parent.parent
+QUICK_TRAIN = ["--epochs", "1", "--max-train-examples", "1024"]
+QUICK_EXPORT = ["--variants", "fp32"]
+QUICK_BENCH = {"runs": 3, "warmup": 1}
+FULL_BENCH = {"runs": 10, "warmup": 2}
+
+
+class StageFailed(Exception):
+    """A stage's program exited with an error; its own output (above) says why."""
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", help="recipe TOML, e.g. models/mobilenet_v1.toml")
+    parser.add_argument("--out", help="output folder (default: reports/<recipe name>)")
+    parser.add_argument("--name", help="run/export name (default: the recipe's file name)")
+    parser.add_argument("--quick", action="store_true", help="smoke size: 1 epoch on 1024 images, fp32 only, 3 runs")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a recipe value (repeatable), passed to training")
+    parser.add_argument("--from", dest="from_model", metavar="DENSE.keras",
+                        help="skip dense training: prune this trained dense model (the sweep shares one this way)")
+    parser.add_argument("--skip-arm64", action="store_true", help="no emulated arm64 benchmark")
+    parser.add_argument("--runs", type=int, help="timed runs per model in each benchmark (default 10, --quick 3)")
+    args = parser.parse_args(argv)
+    if not Path(args.recipe).is_file():
+        parser.error(f"no such recipe file: {args.recipe}")
+    if args.runs is not None and args.runs < 1:
+        parser.error(f"--runs must be >= 1, got {args.runs}")
+    if args.from_model and not Path(args.from_model).is_file():
+        parser.error(f"--from: no such model file: {args.from_model}")
+    return args
+
+
+# ---- stages -----------------------------------------------------------------------------
+
+
+def run_stage(module: str, args: list[str]) -> int:
+    """Runs `python -m tfsparse.<module> args` (or a script path) with this Python; output passes through."""
+    argv = [sys.executable, "-m", f"tfsparse.{module}", *args] if not module.endswith(".sh") else [module, *args]
+    print(f"[pipeline] {' '.join(argv[2:] if argv[0] == sys.executable else argv)}", flush=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(argv, env=env).returncode
+
+
+def _newer(path: Path, *than: Path) -> bool:
+    """`path` exists and was written after every existing file in `than`."""
+    if not path.is_file():
+        return False
+    return all(path.stat().st_mtime >= t.stat().st_mtime for t in than if t.is_file())
+
+
+def train_done(run_dir: Path) -> bool:
+    state = run_dir / "state.json"
+    try:
+        done = json.loads(state.read_text()).get("done", [])
+    except (OSError, ValueError):
+        return False
+    return "pruning" in done and _newer(run_dir / "metrics.json", state)
+
+
+def export_done(export_dir: Path, run_dir: Path) -> bool:
+    manifest = export_dir / MANIFEST_NAME
+    if not _newer(manifest, run_dir / "metrics.json", run_dir / "sparse.keras"):
+        return False
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all((export_dir / e["path"]).is_file() for e in files)
+
+
+def android_configured() -> tuple[bool, str]:
+    """(ready, why not): a device in `adb devices` and TFSPARSE_BENCHMARK_MODEL set."""
+    binary = os.environ.get("TFSPARSE_BENCHMARK_MODEL")
+    if not binary:
+        return False, "TFSPARSE_BENCHMARK_MODEL is not set (see android_bench/README.md)"
+    adb = os.environ.get("ADB") or shutil.which("adb")
+    if not adb:
+        return False, "adb not found (set ADB or put it on PATH)"
+    try:
+        out = subprocess.run([adb, "devices"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"adb devices failed: {e}"
+    devices = [line for line in out.splitlines()[1:] if line.strip().endswith("\tdevice")]
+    return (True, "") if devices else (False, "adb devices lists no ready device")
+
+
+class Pipeline:
+    """The stages of one run, in order, each skipped when its outputs are complete."""
+
+    def __init__(self, args):
+        self.args = args
+        self.name = args.name or Path(args.recipe).stem
+        self.out = Path(args.out or Path("reports") / Path(args.recipe).stem)
+        self.run_dir = self.out / "runs" / self.name
+        self.export_dir = self.out / "export" / self.name
+        self.bench_dir = self.out / "bench"
+        bench = QUICK_BENCH if args.quick else FULL_BENCH
+        self.bench_opts = ["--runs", str(args.runs or bench["runs"]), "--warmup", str(bench["warmup"])]
+        self.state = {"recipe": args.recipe, "name": self.name, "quick": args.quick, "set": args.set,
+                      "from": args.from_model, "started": _now(), "finished": False, "stages": {}, "skipped": {}}
+
+    def save(self):
+        atomic.write_json(self.out / STATE_NAME, self.state)
+
+    def stage(self, name: str, done: bool, action) -> None:
+        if done:
+            print(f"[pipeline] {name}: complete, skipped", flush=True)
+            self.state["stages"][name] = {"status": "complete (skipped)", "seconds": 0.0}
+            return
+        start = time.monotonic()
+        action()
+        self.state["stages"][name] = {"status": "ran", "seconds": round(time.monotonic() - start, 1)}
+        self.save()
+
+    def train(self):
+        if (self.run_dir / "state.json").is_file():
+            args = [self.args.recipe, "--out", str(self.run_dir), "--resume", "--quiet"]
+        else:
+            args = [self.args.recipe, "--out", str(self.run_dir), "--quiet", *sum((["--set", s] for s in self.args.set), [])]
+            args += QUICK_TRAIN if self.args.quick else []
+            args += ["--from", self.args.from_model] if self.args.from_model else []
+        if run_stage("train", args) != 0:
+            raise StageFailed("train")
+
+    def export(self):
+        rc = run_stage("export", [str(self.run_dir), "--out", str(self.export_dir),
+                                  *(QUICK_EXPORT if self.args.quick else [])])
+        # Exit 1: some variant does not run with LiteRT (recorded in the manifest, kept out of
+        # the shipping list); the others are fine to benchmark and report.
+        if rc not in (0, 1) or not (self.export_dir / MANIFEST_NAME).is_file():
+            raise StageFailed("export")
+
+    def bench(self, target: str):
+        files = [str(self.export_dir)]
+        if target == "arm64-emu" and self.args.quick:
+            # Emulation costs seconds per process start: the fp32 pair is enough for a smoke run.
+            files = [str(p) for p in sorted(self.export_dir.glob(f"{self.name}.*.fp32.tflite"))]
+        if run_stage("bench", ["--target", target, *self.bench_opts, "--json",
+                               str(self.bench_dir / f"{target}.json"), *files]) != 0:
+            raise StageFailed(f"bench {target}")
+
+    def android(self):
+        rc = run_stage(str(ROOT / "android_bench" / "run.sh"),
+                       ["--out", str(self.bench_dir / "android"), "--runs", self.bench_opts[1], str(self.export_dir)])
+        if rc not in (0, 1):  # 1: some runs failed, recorded in its report
+            raise StageFailed("android bench")
+
+    def run(self) -> dict:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.save()
+        manifest = self.export_dir / MANIFEST_NAME
+        self.stage("train", train_done(self.run_dir), self.train)
+        self.stage("export", export_done(self.export_dir, self.run_dir), self.export)
+        self.stage("bench host", _newer(self.bench_dir / "host.json", manifest), lambda: self.bench("host"))
+        if self.args.skip_arm64:
+            self.state["skipped"]["arm64-emu"] = "--skip-arm64"
+        else:
+            self.stage("bench arm64-emu", _newer(self.bench_dir / "arm64-emu.json", manifest),
+                       lambda: self.bench("arm64-emu"))
+        ready, why = android_configured()
+        if ready:
+            self.stage("bench android", _newer(self.bench_dir / "android" / "results.json", manifest), self.android)
+        else:
+            self.state["skipped"]["android"] = why
+            print(f"[pipeline] android: skipped: {why}", flush=True)
+        return self.report()
+
+    def report(self) -> dict:
+        from tfsparse import model_card, report
+
+        point = report.collect_point(self.name, self.run_dir, self.export_dir, self.bench_dir)
+        point["skipped"] = dict(self.state["skipped"])
+        title = f"{self.name}: dense vs sparse" + (" (--quick smoke run, not a result)" if self.args.quick else "")
+        written = report.write(self.out, title, [point])
+        written.append(model_card.write(self.export_dir, self.bench_dir, self.run_dir))
+        self.state.update(finished=True, ended=_now())
+        self.save()  # last: a point is finished once this says so (tfsparse.sweep relies on it)
+        print(f"[pipeline] report: {written[0]}  model card: {written[-1]}  ship: {self.export_dir}/", flush=True)
+        return point
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    pipeline = Pipeline(args)
+    try:
+        pipeline.run()
+    except StageFailed as e:
+        print(f"{PROG}: error: stage '{e}' failed (its output is above); fix it and run the same command "
+              "again to continue from that stage", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(PROG, main))
