@@ -136,16 +136,26 @@ def test_table_lists_every_file(exported, capsys):
     assert f"{by_variant(manifest)['fp32']['size_ratio_vs_dense']:.2f}x" in rows[1]
 
 
-def test_bare_model_with_recipe(tiny_run, tmp_path):
+def test_bare_model_with_recipe_and_per_tensor_int8(tiny_run, tmp_path):
     """A bare .keras is exported against its recipe; its baseline is itself, converted dense."""
+    from ai_edge_litert import schema_py_generated as schema
+
     model = tmp_path / "mine.keras"
     shutil.copy(tiny_run / "sparse.keras", model)
-    result = export(model, "--recipe", tiny_run / "config.toml", "--variants", "fp32", "--out", tmp_path / "out")
+    result = export(model, "--recipe", tiny_run / "config.toml", "--variants", "fp32,int8",
+                    "--int8-weights", "per-tensor", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = manifest_io.load(tmp_path / "out")
-    dense, sparse = manifest["files"]
+    dense, sparse, int8 = manifest["files"]
+    assert manifest["model"] == "mine" and manifest["int8_weights"] == "per-tensor"
     assert dense["dense"] and not sparse["dense"] and sparse["size_ratio_vs_dense"] > 1
     assert dense["accuracy"] == pytest.approx(sparse["accuracy"], abs=1e-3)  # same weights
+    data = (tmp_path / "out" / int8["path"]).read_bytes()
+    assert tflite_metadata.read(data)["int8_weights"] == "per-tensor"
+    graph = schema.ModelT.InitFromPackedBuf(bytearray(data), 0).subgraphs[0]
+    weights = [t for t in graph.tensors if t.type == schema.TensorType.INT8 and len(t.shape) == 4
+               and t.quantization is not None and t.quantization.scale is not None]
+    assert weights and all(len(t.quantization.scale) == 1 for t in weights)  # one scale per tensor
 
 
 @pytest.mark.parametrize("case, expected", [

@@ -2,6 +2,7 @@
 
     python -m tfsparse.export runs/mobilenet_v1
     python -m tfsparse.export runs/mobilenet_v1 --variants fp32,int8 --out /tmp/mnv1
+    python -m tfsparse.export runs/mobilenet_v1 --int8-weights per-tensor
     python -m tfsparse.export my_sparse.keras --recipe models/mobilenet_v1.toml --out export/mine
     python -m tfsparse.export --table export/mobilenet_v1 > export/mobilenet_v1/table.md
 
@@ -33,6 +34,11 @@ Decisions an app developer should know:
   One that fails (int8 dynamic-range + sparse does on LiteRT 2.3.0) is moved aside into
   `failed/`, recorded with `"runs": false` and the runtime's message, reported on stderr,
   and the command exits 1 after writing everything else.
+- int8 weights are quantized per output channel (the converter's default, safest for
+  accuracy). `--int8-weights per-tensor` stores one scale per tensor instead: per-channel
+  scales and int64 zero points cost 12 bytes per channel, twice for a sparse 1x1 kernel
+  (the DENSIFY output repeats them), which is ~40% of a small sparse int8 file. Check the
+  accuracy it reports before shipping it.
 - A bare `MODEL.keras` needs `--recipe` (the data set gives the labels, normalisation,
   the test split for accuracy and the int8 calibration images: a file without them is
   not shippable). Its dense baseline is the same model converted without the sparsity
@@ -62,6 +68,7 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 FAILED_DIR = "failed"
 EVAL_BATCH = 256
+INT8_WEIGHTS = ("per-channel", "per-tensor")
 
 
 @dataclass
@@ -84,6 +91,8 @@ def parse_args(argv):
                                            "(default: the recipe's [export] variants)")
     parser.add_argument("--out", help="output folder (default: export/<name>)")
     parser.add_argument("--recipe", help="recipe TOML for a bare .keras model (data, labels, variants)")
+    parser.add_argument("--int8-weights", choices=INT8_WEIGHTS, default="per-channel",
+                        help="int8 weight scales: per output channel (default) or one per tensor (smaller)")
     parser.add_argument("--table", action="store_true",
                         help="print the README table of an existing export folder and exit")
     return parser.parse_args(argv)
@@ -183,13 +192,13 @@ def _runtime_message(error: Exception) -> str:
 class Exporter:
     """Converts, checks and measures; one instance per export (holds the data and Keras outputs)."""
 
-    def __init__(self, source: Source, splits):
+    def __init__(self, source: Source, splits, int8_weights: str = "per-channel"):
         import numpy as np
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")
         self.np, self.tf = np, tf
-        self.source, self.splits = source, splits
+        self.source, self.splits, self.int8_weights = source, splits, int8_weights
         pre = splits.preprocessing
         self.scale, self.offset = float(pre.get("scale", 1.0)), float(pre.get("offset", 0.0))
         self.x_test = self.normalise(splits.x_test)
@@ -244,6 +253,9 @@ class Exporter:
             converter.representative_dataset = self.representative_dataset
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             # Float input/output (the default) keeps the app code identical across variants.
+        if variant.startswith("int8") and self.int8_weights == "per-tensor":
+            # A private converter switch (tf.lite.TFLiteConverter in TF 2.21); there is no public one.
+            converter._experimental_disable_per_channel = True
         with captured_stderr() as log:
             try:
                 return converter.convert()
@@ -351,6 +363,7 @@ class Exporter:
         return {"tfsparse_version": tfsparse.__version__, "recipe": self.source.name,
                 "recipe_file": self.source.recipe_path, "architecture": self.source.recipe.model.name,
                 "variant": variant, "dense": dense, "labels": list(self.splits.labels),
+                **({"int8_weights": self.int8_weights} if variant.startswith("int8") else {}),
                 "input": {"name": INPUT_NAME, "shape": shape, "dtype": "float32",
                           "layout": pre.get("layout", "NHWC"), "normalisation": pre,
                           "formula": "input = pixel * scale + offset"},
@@ -370,7 +383,8 @@ def _progress(entry: dict, out_dir: Path) -> str:
             f"xnnpack {x['verdict']} ({x['sparse_clusters']} sparse cluster(s))  -> {out_dir / entry['path']}")
 
 
-def export(source: Source, variants: list[str], out_dir: Path) -> tuple[dict, list[dict]]:
+def export(source: Source, variants: list[str], out_dir: Path,
+           int8_weights: str = "per-channel") -> tuple[dict, list[dict]]:
     """Writes every file and the manifest; returns (manifest, failed entries)."""
     from tfsparse import datasets, tflite_metadata
     from tfsparse.inspect import inspect_bytes, manifest_summary
@@ -378,7 +392,7 @@ def export(source: Source, variants: list[str], out_dir: Path) -> tuple[dict, li
     # TensorFlow's start-up writes oneDNN/CUDA-probe lines to fd 2 even at TF_CPP_MIN_LOG_LEVEL=2.
     with captured_stderr():
         splits = datasets.load(source.recipe.data, source.recipe.model.args)
-        exporter = Exporter(source, splits)
+        exporter = Exporter(source, splits, int8_weights)
     sparse_sparsity = exporter.sparsity(exporter.sparse)
     dense_sparsity = exporter.sparsity(exporter.dense)
     jobs = [("fp32", True)] + [(v, False) for v in variants]
@@ -406,7 +420,7 @@ def export(source: Source, variants: list[str], out_dir: Path) -> tuple[dict, li
         print(_progress(entry, out_dir), flush=True)
     manifest = {"model": source.name, "architecture": source.recipe.model.name, "recipe": source.recipe_path,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "tfsparse_version": tfsparse.__version__,
+                "tfsparse_version": tfsparse.__version__, "int8_weights": int8_weights,
                 "test_examples": int(len(exporter.y_test)),
                 "keras_accuracy": {"dense": round(exporter.keras_accuracy("dense"), 6),
                                    "sparse": round(exporter.keras_accuracy("sparse"), 6)},
@@ -426,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(args.out) if args.out else Path("export") / source.name
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")
-    manifest, failed = export(source, variants, out_dir)
+    manifest, failed = export(source, variants, out_dir, args.int8_weights)
     for entry in failed:
         print(f"{PROG}: {out_dir / entry['path']} does not run with LiteRT's default delegate: {entry['error']}",
               file=sys.stderr)
