@@ -91,3 +91,66 @@ def test_bbc_smoke_run_prunes_the_embedding(tmp_path):
     assert m["metric"] == "accuracy"
     assert set(m["layer_sparsity"]) == {"embedding", "hidden"}
     assert abs(m["layer_sparsity"]["embedding"] - 0.9) < 0.01
+
+
+# ---- reinforcement learning: FrozenLake ----------------------------------------------------
+
+
+def test_value_iteration_policy_beats_fixed_policies_and_ties_are_deterministic():
+    from tfsparse.datasets import frozenlake as fl
+
+    env = fl.make_env(is_slippery=True, map_name="4x4")
+    q = fl.value_iteration(env.unwrapped.P, 16, 4)
+    optimal = fl.greedy(q)
+    assert np.all(q[fl.terminal_states(env.unwrapped.desc)] == 0)
+    assert np.all(optimal[fl.terminal_states(env.unwrapped.desc)] == 0)  # all-equal row -> action 0
+    best = fl.success_rate(env, optimal, episodes=300)
+    # Slippery 4x4 with the optimal policy reaches the goal ~74% of the time; any fixed action far less.
+    assert best > 0.6
+    assert all(fl.success_rate(env, np.full(16, a), episodes=300) < 0.2 for a in range(4))
+    assert fl.success_rate(env, optimal, episodes=300) == best  # seeded episodes: reproducible
+
+
+def test_frozenlake_needs_the_slippery_setting_stated():
+    from tfsparse import datasets
+    from tfsparse.cli import UserError
+
+    recipe = load_recipe(ROOT / "models" / "frozenlake.toml")
+    recipe.data.is_slippery = None
+    with pytest.raises(UserError, match="is_slippery"):
+        datasets.load(recipe.data, recipe.model.args)
+    with pytest.raises(UserError, match="num_states"):
+        datasets.load(load_recipe(ROOT / "models" / "frozenlake.toml").data, {"num_states": 16})
+
+
+def test_frozenlake_smoke_run_and_tflite_policy_success_rate(tmp_path):
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfsparse import datasets
+
+    m = train("frozenlake.toml", tmp_path / "fl")
+    assert abs(m["overall_sparsity"] - 0.8) < 0.01
+    for which in ("dense", "sparse"):
+        extra = m["extra"][which]
+        assert extra["episodes"] >= 1000 and extra["is_slippery"] is True
+        assert 0 <= extra["success_rate"] <= 1 and extra["optimal_success_rate"] > 0.5
+    # The sparse TFLite policy, run by LiteRT, scores exactly as the Keras one (same greedy table, same seeds).
+    sparse = tf.keras.models.load_model(tmp_path / "fl" / "sparse.keras", compile=False)
+    converter = tf.lite.TFLiteConverter.from_keras_model(sparse)
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    interpreter = Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+
+    def tflite_predict(x):
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        rows = []
+        for row in x:
+            interpreter.set_tensor(inp["index"], row[None].astype(np.float32))
+            interpreter.invoke()
+            rows.append(interpreter.get_tensor(out["index"])[0].copy())
+        return np.array(rows)
+
+    recipe = load_recipe(ROOT / "models" / "frozenlake.toml")
+    splits = datasets.load(recipe.data, recipe.model.args)
+    assert splits.extra_metrics(tflite_predict)["success_rate"] == m["extra"]["sparse"]["success_rate"]

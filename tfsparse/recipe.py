@@ -90,11 +90,18 @@ class DataConfig(_Section):
     section = "data"
     name: str = "fashion_mnist"
     validation_examples: int = 5000
+    # Environment options of the `frozenlake` data set (None elsewhere): stated in the recipe
+    # because every reported success rate depends on them.
+    is_slippery: bool | None = None
+    map_name: str | None = None
 
     def __post_init__(self):
         _check(isinstance(self.name, str) and self.name, f"data.name must be a non-empty string, got {self.name!r}")
         _check(isinstance(self.validation_examples, int) and self.validation_examples >= 0,
                f"data.validation_examples must be an integer >= 0, got {self.validation_examples!r}")
+        _check(self.is_slippery is None or isinstance(self.is_slippery, bool),
+               f"data.is_slippery must be true or false, got {self.is_slippery!r}")
+        _check(self.map_name in (None, "4x4", "8x8"), f"data.map_name must be \"4x4\" or \"8x8\", got {self.map_name!r}")
 
 
 @dataclass

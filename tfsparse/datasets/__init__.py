@@ -48,8 +48,8 @@ class Splits:
 
 
 def _registry():
-    from tfsparse.datasets import bbc_news, fashion_mnist
-    return {"fashion_mnist": fashion_mnist, "bbc_news": bbc_news}
+    from tfsparse.datasets import bbc_news, fashion_mnist, frozenlake
+    return {"fashion_mnist": fashion_mnist, "bbc_news": bbc_news, "frozenlake": frozenlake}
 
 
 def names() -> list[str]:
