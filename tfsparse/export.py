@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import re
 import sys
@@ -125,8 +126,6 @@ def _recipe_of_run(run_dir: Path) -> tuple[Recipe, str]:
 
 def resolve_source(path: str, recipe_path: str | None) -> Source:
     """Checks the user's input (no TensorFlow needed) and says what to export."""
-    import json
-
     p = Path(path)
     if not p.exists():
         raise UserError(f"{path}: no such run folder or model file")
@@ -168,9 +167,15 @@ def captured_stderr():
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as log:
+
+        def captured() -> str:
+            log.flush()
+            log.seek(0)
+            return log.read().decode("utf-8", "replace")
+
         os.dup2(log.fileno(), 2)
         try:
-            yield lambda: (log.flush(), log.seek(0), log.read().decode("utf-8", "replace"))[-1]
+            yield captured
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
