@@ -62,14 +62,13 @@ import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.manifest import MANIFEST_NAME
-from tfsparse.recipe import EXPORT_VARIANTS, Recipe, load_recipe
+from tfsparse.recipe import EXPORT_VARIANTS, INT8_WEIGHTS, Recipe, load_recipe
 
 PROG = "tfsparse.export"
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 FAILED_DIR = "failed"
 EVAL_BATCH = 256
-INT8_WEIGHTS = ("per-channel", "per-tensor")
 
 
 @dataclass
@@ -92,8 +91,9 @@ def parse_args(argv):
                                            "(default: the recipe's [export] variants)")
     parser.add_argument("--out", help="output folder (default: export/<name>)")
     parser.add_argument("--recipe", help="recipe TOML for a bare .keras model (data, labels, variants)")
-    parser.add_argument("--int8-weights", choices=INT8_WEIGHTS, default="per-channel",
-                        help="int8 weight scales: per output channel (default) or one per tensor (smaller)")
+    parser.add_argument("--int8-weights", choices=INT8_WEIGHTS,
+                        help="int8 weight scales: per output channel or one per tensor (smaller) "
+                             "(default: the recipe's [export] int8_weights)")
     parser.add_argument("--table", action="store_true",
                         help="print the README table of an existing export folder and exit")
     return parser.parse_args(argv)
@@ -445,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(args.out) if args.out else Path("export") / source.name
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")
-    manifest, failed = export(source, variants, out_dir, args.int8_weights)
+    manifest, failed = export(source, variants, out_dir, args.int8_weights or source.recipe.export.int8_weights)
     for entry in failed:
         print(f"{PROG}: {out_dir / entry['path']} does not run with LiteRT's default delegate: {entry['error']}",
               file=sys.stderr)
