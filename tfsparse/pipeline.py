@@ -49,6 +49,7 @@ QUICK_TRAIN = ["--epochs", "1", "--max-train-examples", "1024"]
 QUICK_EXPORT = ["--variants", "fp32"]
 QUICK_BENCH = {"runs": 3, "warmup": 1}
 FULL_BENCH = {"runs": 10, "warmup": 2}
+SETTINGS = ("recipe", "name", "quick", "set")  # what makes a folder's results what they are
 
 
 class StageFailed(Exception):
@@ -127,7 +128,8 @@ def android_configured() -> tuple[bool, str]:
         out = subprocess.run([adb, "devices"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.TimeoutExpired) as e:
         return False, f"adb devices failed: {e}"
-    devices = [line for line in out.splitlines()[1:] if line.strip().endswith("\tdevice")]
+    # "SERIAL<tab>device" (or spaces and details with -l); other states are not usable.
+    devices = [line for line in out.splitlines()[1:] if line.split()[1:2] == ["device"]]
     return (True, "") if devices else (False, "adb devices lists no ready device")
 
 
@@ -143,7 +145,7 @@ class Pipeline:
         self.bench_dir = self.out / "bench"
         bench = QUICK_BENCH if args.quick else FULL_BENCH
         self.bench_opts = ["--runs", str(args.runs or bench["runs"]), "--warmup", str(bench["warmup"])]
-        self.state = {"recipe": args.recipe, "name": self.name, "quick": args.quick, "set": args.set,
+        self.state = {"recipe": str(Path(args.recipe).resolve()), "name": self.name, "quick": args.quick, "set": args.set,
                       "from": args.from_model, "started": _now(), "finished": False, "stages": {}, "skipped": {}}
 
     def save(self):
@@ -192,7 +194,19 @@ class Pipeline:
         if rc not in (0, 1):  # 1: some runs failed, recorded in its report
             raise StageFailed("android bench")
 
+    def check_same_settings(self) -> None:
+        """A folder holds one experiment: resuming it with other settings would mix results."""
+        try:
+            previous = json.loads((self.out / STATE_NAME).read_text())
+        except (OSError, ValueError):
+            return
+        for key in SETTINGS:
+            if previous.get(key) != self.state[key]:
+                raise UserError(f"{self.out} holds a pipeline run with {key} = {previous.get(key)!r}, not "
+                                f"{self.state[key]!r}: run the same command to resume it, or use another --out")
+
     def run(self) -> dict:
+        self.check_same_settings()
         self.out.mkdir(parents=True, exist_ok=True)
         self.save()
         manifest = self.export_dir / MANIFEST_NAME

@@ -1,0 +1,202 @@
+"""`python -m tfsparse.pipeline --quick` and `python -m tfsparse.sweep` end to end, on a tiny model.
+
+Real training, converter, LiteRT and bench; the emulated arm64 bench runs only where the
+arm64 runtime is already provisioned (tests/test_arm64.py and test_bench.py cover it), and
+the Android stage runs against the adb stand-in of tests/fake_adb. The first pipeline run
+is laid out as the first point of a sweep, so the sweep test finds that point finished
+and must run only the second one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfsparse import report, tflite_metadata
+from tfsparse.paths import cache_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "models" / "mobilenet_v1.toml"
+TINY = ["--set", "model.width_multiplier=0.25", "--set", "model.depth=4", "--set", "train.batch_size=64"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def arm64_provisioned() -> bool:
+    from tfsparse.arm64 import USERLAND_SUITE, host_litert_version
+
+    base = cache_dir("arm64")
+    stages = ["qemu", f"userland-{USERLAND_SUITE}", f"litert-{host_litert_version()}"]
+    return all((base / s / ".complete").is_file() for s in stages)
+
+
+ARM64 = [] if arm64_provisioned() else ["--skip-arm64"]
+
+
+def run(module: str, *args, env=None, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"tfsparse.{module}", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("sweep")
+
+
+@pytest.fixture(scope="module")
+def point(sweep_dir) -> Path:
+    """A --quick pipeline run at 50% sparsity, exactly as the sweep lays out its first point."""
+    out = sweep_dir / "points" / "mobilenet_v1-sp50"
+    result = run("pipeline", RECIPE, "--out", out, "--name", "mobilenet_v1-sp50", *TINY,
+                 "--set", "pruning.final_sparsity=0.5", "--quick", *ARM64)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+def test_pipeline_writes_report_and_model_card_with_the_json_numbers(point):
+    name = "mobilenet_v1-sp50"
+    state = json.loads((point / "pipeline.json").read_text())
+    assert state["finished"] and {s["status"] for s in state["stages"].values()} == {"ran"}
+    assert "android" in state["skipped"]  # no device configured here
+    export_dir = point / "export" / name
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    metrics = json.loads((point / "runs" / name / "metrics.json").read_text())
+    host = json.loads((point / "bench" / "host.json").read_text())
+    assert metrics["target_sparsity"] == 0.5 and [e["variant"] for e in manifest["files"]] == ["fp32", "fp32"]
+
+    # report.md: one row per file, with the manifest's sizes/accuracy and the bench's latency.
+    text = (point / "report.md").read_text()
+    by_file = {Path(r["path"]).name: r for r in host["results"]}
+    for entry in manifest["files"]:
+        row = next(line for line in text.splitlines()
+                   if line.startswith("| mobilenet_v1-sp50 |") and f"| {'dense' if entry['dense'] else 'sparse'} |" in line)
+        assert report._size(entry["bytes"]) in row and report._size(entry["gzip_bytes"]) in row
+        assert report._pct(entry["accuracy"]) in row
+        assert report._ms(by_file[Path(entry["path"]).name]) in row
+    assert report._pct(manifest["sparsity"]["overall"]) in text and "host ms (1 thread)" in text
+    assert "all but 1x1 convs" in text and "android skipped" in text
+
+    # results.csv / results.json carry the same numbers.
+    rows = list(csv.DictReader(open(point / "results.csv")))
+    assert [int(r["bytes"]) for r in rows] == [e["bytes"] for e in manifest["files"]]
+    assert [float(r["host_median_ms"]) for r in rows] == [by_file[Path(e["path"]).name]["median_ms"]
+                                                           for e in manifest["files"]]
+    assert json.loads((point / "results.json").read_text())["points"][0]["sparsity"] == manifest["sparsity"]["overall"]
+
+    # Plots: real PNGs that decode to a non-blank image.
+    import matplotlib.image
+
+    for plot in report.PLOTS:
+        data = (point / plot).read_bytes()
+        assert data.startswith(PNG_SIGNATURE), plot
+        pixels = matplotlib.image.imread(point / plot)
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and float(np.std(pixels)) > 0.01, plot
+        assert f"]({plot})" in text
+
+    # Model card: hashes, labels and input spec from the files, numbers from the manifest.
+    card = (export_dir / "README.md").read_text()
+    info = tflite_metadata.read((export_dir / manifest["files"][0]["path"]).read_bytes())
+    for entry in manifest["files"]:
+        digest = hashlib.sha256((export_dir / entry["path"]).read_bytes()).hexdigest()
+        assert f"{digest}  {entry['path']}" in card
+        assert report._pct(entry["accuracy"]) in card
+    assert all(f"| {i} | {label} |" in card for i, label in enumerate(info["labels"]))
+    assert str(info["input"]["shape"]) in card and str(info["input"]["normalisation"]["scale"]) in card
+    assert "setUseXNNPACK(true)" in card and "Interpreter(modelPath:" in card
+    assert not [p for p in point.rglob("*") if ".tmp" in p.name]
+
+
+def test_rerun_skips_every_finished_stage(point, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(point, copy)  # keeps mtimes: the copy is as complete as the original
+    shipped = {p: p.stat().st_mtime_ns for p in (copy / "export").rglob("*.tflite")}
+    result = run("pipeline", RECIPE, "--out", copy, "--name", "mobilenet_v1-sp50", *TINY,
+                 "--set", "pruning.final_sparsity=0.5", "--quick", *ARM64, timeout=120)
+    assert result.returncode == 0, result.stderr
+    stages = json.loads((copy / "pipeline.json").read_text())["stages"]
+    assert {s["status"] for s in stages.values()} == {"complete (skipped)"}, stages
+    assert "tfsparse.train" not in result.stdout and "tfsparse.export" not in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in shipped} == shipped
+
+
+def test_android_stage_runs_when_a_device_and_benchmark_model_are_configured(point, tmp_path):
+    from test_android_bench import FAKE, elf_binary
+
+    copy = tmp_path / "copy"
+    shutil.copytree(point, copy)
+    env = {**os.environ, "ADB": str(FAKE / "adb"), "FAKE_ADB_PYTHON": sys.executable,
+           "FAKE_ADB_LOG": str(tmp_path / "adb.jsonl"), "FAKE_ADB_STATE": str(tmp_path / "device"),
+           "TFSPARSE_BENCHMARK_MODEL": str(elf_binary(tmp_path / "benchmark_model"))}
+    (tmp_path / "scenario.json").write_text("{}")
+    env["FAKE_ADB_SCENARIO"] = str(tmp_path / "scenario.json")
+    result = run("pipeline", RECIPE, "--out", copy, "--name", "mobilenet_v1-sp50", *TINY,
+                 "--set", "pruning.final_sparsity=0.5", "--quick", *ARM64, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    state = json.loads((copy / "pipeline.json").read_text())
+    assert state["stages"]["bench android"]["status"] == "ran" and "android" not in state["skipped"]
+    android = json.loads((copy / "bench" / "android" / "results.json").read_text())
+    rows = list(csv.DictReader(open(copy / "results.csv")))
+    for r in android["results"]:
+        row = next(x for x in rows if x["file"] == Path(r["path"]).name)
+        assert float(row[f"android-t{r['threads']}_median_ms"]) == r["avg_ms"]
+    assert f"android-t{android['results'][0]['threads']} ms" in (copy / "report.md").read_text()
+
+
+def test_interrupted_sweep_resumes_without_redoing_finished_points(point, sweep_dir):
+    first = point / "runs" / "mobilenet_v1-sp50"
+    before = {p: p.stat().st_mtime_ns for p in [first / "dense.keras", first / "metrics.json",
+                                                *(point / "export").rglob("*.tflite")]}
+    result = run("sweep", RECIPE, "--sparsity", "0.5,0.75", "--out", sweep_dir, *TINY, "--quick", *ARM64)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    events = [json.loads(line) for line in (sweep_dir / "sweep.log.jsonl").read_text().splitlines()]
+    assert [(e["point"], e["event"]) for e in events] == [
+        ("mobilenet_v1-sp50", "skipped"), ("mobilenet_v1-sp75", "started"), ("mobilenet_v1-sp75", "finished")]
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing of the finished point was redone
+
+    # The second point pruned the first point's dense model instead of training its own.
+    second = sweep_dir / "points" / "mobilenet_v1-sp75"
+    metrics = json.loads((second / "runs" / "mobilenet_v1-sp75" / "metrics.json").read_text())
+    assert metrics["target_sparsity"] == 0.75 and metrics["epochs"]["dense"] == 0
+    assert metrics["dense_score"] == json.loads((first / "metrics.json").read_text())["dense_score"]
+    assert json.loads((second / "pipeline.json").read_text())["from"].endswith("mobilenet_v1-sp50/dense.keras")
+
+    # The sweep report holds both points; a third run redoes nothing at all.
+    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    assert sorted({(r["point"], r["target_sparsity"]) for r in rows if r["weights"] == "sparse"}) == [
+        ("mobilenet_v1-sp50", "0.5"), ("mobilenet_v1-sp75", "0.75")]
+    assert all((sweep_dir / plot).read_bytes().startswith(PNG_SIGNATURE) for plot in report.PLOTS)
+    again = run("sweep", RECIPE, "--sparsity", "0.5,0.75", "--out", sweep_dir, *TINY, "--quick", *ARM64, timeout=120)
+    assert again.returncode == 0 and "[pipeline]" not in again.stdout, again.stdout
+    assert [json.loads(line)["event"] for line in (sweep_dir / "sweep.log.jsonl").read_text().splitlines()][-2:] == [
+        "skipped", "skipped"]
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("sweep", ["--sparsity", "0.5,1.5"], "--sparsity: 1.5 is outside (0, 1)"),
+    ("sweep", ["--sparsity", "0.5,x"], "--sparsity: 'x' is not a number"),
+    ("sweep", ["--sparsity", "0.5", "--set", "pruning.final_sparsity=0.3"], "the sweep sets it per point"),
+])
+def test_bad_sweep_input_is_one_line_exit_2(module, args, message, tmp_path):
+    result = run(module, RECIPE, "--out", tmp_path / "x", *args, timeout=60)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_folder_is_not_resumed_with_other_settings(point, tmp_path):
+    result = run("pipeline", RECIPE, "--out", point, "--name", "mobilenet_v1-sp50", *TINY,
+                 "--set", "pruning.final_sparsity=0.8", "--quick", timeout=60)
+    assert result.returncode == 2 and "holds a pipeline run with set = " in result.stderr, result.stderr
+    assert json.loads((point / "pipeline.json").read_text())["finished"]
+
+
+def test_missing_recipe_is_one_line_exit_2(tmp_path):
+    result = run("pipeline", tmp_path / "nope.toml", timeout=60)
+    assert result.returncode == 2 and "no such recipe file" in result.stderr and len(result.stderr.splitlines()) == 1

@@ -1,0 +1,126 @@
+"""Sparsity sweep: one pipeline run per sparsity level, one shared dense baseline, one report.
+
+    python -m tfsparse.sweep models/mobilenet_v1.toml --sparsity 0.5,0.75,0.9,0.95
+    python -m tfsparse.sweep models/mobilenet_v1.toml --sparsity 0.5,0.9 --quick --out reports/smoke-sweep
+    python -m tfsparse.sweep models/mobilenet_v1.toml --sparsity 0.5,0.75,0.9,0.95   # again: resumes
+
+Layout under `--out` (default `reports/<recipe>-sweep`):
+
+    points/<recipe>-sp50/   a complete `python -m tfsparse.pipeline` folder per point
+                            (runs/, export/<recipe>-sp50/ with its model card, bench/, report)
+    sweep.log.jsonl         one line per point started, finished or skipped (with the time)
+    report.md, results.csv, results.json, accuracy/size/latency_vs_sparsity.png
+
+The dense model is trained once, by the first point; every other point prunes a copy of
+that `dense.keras` (`python -m tfsparse.train --from`), so the points differ only in the
+pruning target and the dense baseline in every row is the same network. Each point sets
+`pruning.final_sparsity`; the rest of the recipe (and `--set`) is shared.
+
+Resumable: a point is finished once its `pipeline.json` says so (written atomically, last);
+a finished point is skipped, an unfinished one resumes stage by stage. The sweep report is
+rewritten after every point, so an interrupted sweep still shows the points it finished.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tfsparse import pipeline, report
+from tfsparse.cli import ArgumentParser, UserError, run_main
+
+PROG = "tfsparse.sweep"
+LOG_NAME = "sweep.log.jsonl"
+
+
+def parse_sparsities(text: str) -> list[float]:
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            value = float(part)
+        except ValueError:
+            raise UserError(f"--sparsity: {part!r} is not a number (use fractions, e.g. 0.5,0.75,0.9)") from None
+        if not 0.0 < value < 1.0:
+            raise UserError(f"--sparsity: {part} is outside (0, 1) (use fractions, e.g. 0.9 for 90%)")
+        values.append(value)
+    if not values:
+        raise UserError("--sparsity: empty list")
+    return list(dict.fromkeys(values))
+
+
+def point_name(stem: str, sparsity: float) -> str:
+    """`mobilenet_v1-sp90` for 0.9, `-sp97.5` for 0.975: readable, sortable, unique per value."""
+    return f"{stem}-sp{round(100 * sparsity, 4):g}"
+
+
+def is_finished(point_dir: Path) -> bool:
+    try:
+        return bool(json.loads((point_dir / pipeline.STATE_NAME).read_text()).get("finished"))
+    except (OSError, ValueError):
+        return False
+
+
+def log(out: Path, point: str, event: str) -> None:
+    """Appends one JSON line; a line is small enough to be written whole."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    with open(out / LOG_NAME, "a") as f:
+        f.write(json.dumps({"time": stamp, "point": point, "event": event}) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", help="recipe TOML, e.g. models/mobilenet_v1.toml")
+    parser.add_argument("--sparsity", required=True, help="comma-separated pruning targets, e.g. 0.5,0.75,0.9,0.95")
+    parser.add_argument("--out", help="sweep folder (default: reports/<recipe>-sweep)")
+    parser.add_argument("--quick", action="store_true", help="smoke size for every point (see tfsparse.pipeline)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a recipe value for every point (repeatable)")
+    parser.add_argument("--skip-arm64", action="store_true", help="no emulated arm64 benchmark")
+    parser.add_argument("--runs", type=int, help="timed runs per model in each benchmark")
+    args = parser.parse_args(argv)
+    if not Path(args.recipe).is_file():
+        raise UserError(f"no such recipe file: {args.recipe}")
+    if any(s.split("=", 1)[0].strip() == "pruning.final_sparsity" for s in args.set):
+        raise UserError("--set pruning.final_sparsity: the sweep sets it per point; use --sparsity")
+    sparsities = parse_sparsities(args.sparsity)
+    stem = Path(args.recipe).stem
+    out = Path(args.out or Path("reports") / f"{stem}-sweep")
+    out.mkdir(parents=True, exist_ok=True)
+
+    names = [point_name(stem, s) for s in sparsities]
+    # The first point trains the dense model; the others prune its dense.keras.
+    shared_dense = out / "points" / names[0] / "runs" / names[0] / "dense.keras"
+    points = []
+    for i, (sparsity, name) in enumerate(zip(sparsities, names)):
+        point_dir = out / "points" / name
+        if is_finished(point_dir):
+            print(f"[sweep] {name}: finished earlier, skipped", flush=True)
+            log(out, name, "skipped")
+        else:
+            print(f"[sweep] {name}: pruning.final_sparsity={sparsity} ({i + 1}/{len(names)})", flush=True)
+            log(out, name, "started")
+            point_argv = [args.recipe, "--out", str(point_dir), "--name", name,
+                          *sum((["--set", s] for s in args.set), []), "--set", f"pruning.final_sparsity={sparsity}"]
+            point_argv += ["--quick"] if args.quick else []
+            point_argv += ["--skip-arm64"] if args.skip_arm64 else []
+            point_argv += ["--runs", str(args.runs)] if args.runs else []
+            if i > 0:
+                point_argv += ["--from", str(shared_dense)]
+            rc = pipeline.main(point_argv)
+            if rc != 0:
+                log(out, name, "failed")
+                raise UserError(f"point {name} failed (output above); run the same command again to resume it")
+            log(out, name, "finished")
+        points.append(json.loads((point_dir / "results.json").read_text())["points"][0])
+        written = report.write(out, f"{stem}: sparsity sweep" + (" (--quick smoke run, not a result)" if args.quick else ""),
+                               points)
+    print(f"[sweep] {len(points)} point(s); report: {written[0]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(PROG, main))
