@@ -8,6 +8,7 @@ optimal policy) is checked without TensorFlow.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,100 @@ def test_frozenlake_smoke_run_and_tflite_policy_success_rate(tmp_path):
     recipe = load_recipe(ROOT / "models" / "frozenlake.toml")
     splits = datasets.load(recipe.data, recipe.model.args)
     assert splits.extra_metrics(tflite_predict)["success_rate"] == m["extra"]["sparse"]["success_rate"]
+
+
+# ---- speech: synthetic keywords ------------------------------------------------------------
+
+
+def test_log_mel_front_end_equals_tensorflows_signal_ops():
+    """The numpy front end (what an app re-implements) matches tf.signal's STFT + mel matrix."""
+    import tensorflow as tf
+
+    from tfsparse import features
+
+    c = features.FRONT_END
+    audio = np.random.default_rng(0).standard_normal((2, c["clip_samples"])).astype(np.float32) * 0.1
+    stft = tf.signal.stft(audio, c["frame_length"], c["hop_length"], c["fft_length"], window_fn=tf.signal.hann_window)
+    mel = tf.signal.linear_to_mel_weight_matrix(c["num_mel_bins"], c["fft_length"] // 2 + 1, c["sample_rate"],
+                                                c["lower_hz"], c["upper_hz"])
+    reference = tf.math.log(tf.matmul(tf.abs(stft) ** 2, mel) + c["log_offset"]).numpy()
+    ours = features.log_mel(audio)
+    assert ours.shape == (2, 49, 40) == reference.shape
+    assert np.max(np.abs(ours - reference)) < 1e-3
+
+
+def test_speech_splits_are_by_voice_and_deterministic():
+    from tfsparse.datasets import speech_keywords as kw
+
+    split = kw.variant_split()
+    assert sorted(split) == sorted(kw.VARIANTS)
+    assert list(split.values()).count("test") == kw.TEST_VARIANTS
+    assert list(split.values()).count("val") == kw.VAL_VARIANTS
+    items = kw.utterances()
+    assert items == kw.utterances()
+    assert len(kw.LABELS) == 12 and {i["label"] for i in items} == set(range(1, 12))
+    # Every speaker (accent + variant) says every keyword; variants never straddle splits.
+    voices = {(i["accent"], i["variant"]) for i in items}
+    assert len(voices) == len(kw.ACCENTS) * len(kw.VARIANTS)
+
+
+def test_augmentation_shifts_and_adds_noise_reproducibly():
+    from tfsparse.datasets import speech_keywords as kw
+
+    speech = (np.sin(np.arange(4000) / 5) * 20000).astype(np.int16)
+    a = kw.augment(speech, np.random.default_rng(1))
+    b = kw.augment(speech, np.random.default_rng(1))
+    c = kw.augment(speech, np.random.default_rng(2))
+    assert a.shape == (16000,) and np.array_equal(a, b) and not np.array_equal(a, c)
+    loud = np.flatnonzero(np.abs(a) > 0.1)
+    assert 3000 < loud[-1] - loud[0] < 4100  # the word is in there once, shifted
+    assert np.std(a[np.abs(a) < 0.05]) > 0  # noise outside the word
+    silence = kw.augment(None, np.random.default_rng(3))
+    assert 0 < np.sqrt(np.mean(silence ** 2)) < 0.05
+
+
+@pytest.fixture(scope="module")
+def tiny_speech_cache(tmp_path_factory, monkeypatch_module):
+    """A real espeak-ng synthesis of 6 voice variants x 2 accents (288 clips), in a private cache."""
+    from tfsparse.datasets import speech_keywords as kw
+
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch_module.setenv("TFSPARSE_CACHE", str(cache))
+    monkeypatch_module.setattr(kw, "VARIANTS", ["m1", "f2", "croak", "klatt", "whisper", "Andy"])
+    monkeypatch_module.setattr(kw, "ACCENTS", ["en-us", "en-gb-scotland"])
+    monkeypatch_module.setattr(kw, "VAL_VARIANTS", 1)
+    monkeypatch_module.setattr(kw, "TEST_VARIANTS", 1)
+    splits = kw.load(None, {})
+    return cache, splits
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_synthesised_clips_are_speech_and_features_standardised(tiny_speech_cache):
+    from tfsparse.datasets import speech_keywords as kw
+
+    _, splits = tiny_speech_cache
+    data = kw.clips()
+    lengths = np.diff(data["offsets"])
+    assert len(lengths) == 6 * 2 * 24 and np.all(lengths > 1600) and np.all(lengths <= 16000)
+    assert splits.x_train.shape[1:] == (49, 40, 1)
+    assert set(np.unique(splits.y_test)) == set(range(12))  # every class, silence included, in test
+    standardised = splits.x_train * splits.preprocessing["scale"] + splits.preprocessing["offset"]
+    assert abs(standardised.mean()) < 1e-3 and abs(standardised.std() - 1) < 1e-3
+    assert splits.preprocessing["num_mel_bins"] == 40 and "SYNTHETIC" in splits.preprocessing["note"]
+
+
+def test_kws_smoke_run_prunes_convolutions_and_classifier(tiny_speech_cache, tmp_path):
+    cache, _ = tiny_speech_cache
+    result = subprocess.run([sys.executable, "-m", "tfsparse.train", str(ROOT / "models" / "kws_ds_cnn.toml"),
+                             "--out", str(tmp_path / "kws"), *SMOKE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TFSPARSE_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = json.loads((tmp_path / "kws" / "metrics.json").read_text())
+    assert sorted(m["layer_sparsity"]) == sorted(["conv1", "ds1_pw", "ds2_pw", "ds3_pw", "ds4_pw", "logits"])
+    assert abs(m["overall_sparsity"] - 0.8) < 0.01
