@@ -164,13 +164,11 @@ def _plot(path: Path, rows: list[dict], value, ylabel: str, title: str, note: st
     if not series and not dense:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    labels = []
     for variant, points in series.items():
-        xs, ys, labels = zip(*points)
+        xs, ys, _ = zip(*points)
         line, = ax.plot(xs, ys, marker="o", label=f"sparse {variant}")
-        for x, y, text in points:
-            if text:
-                ax.annotate(text, (x, y), textcoords="offset points", xytext=(-6, 5), ha="right",
-                            fontsize="x-small", color=line.get_color())
+        labels += [(x, y, text, line.get_color()) for x, y, text in points if text]
     if dense:
         # Several points share one dense baseline (a sweep re-measures it per point): show their mean.
         baseline = sum(dense) / len(dense)
@@ -183,6 +181,7 @@ def _plot(path: Path, rows: list[dict], value, ylabel: str, title: str, note: st
     if from_zero:  # sizes and latencies: the distance to zero is the point
         top = max([v for points in series.values() for _, v, _ in points] + dense)
         ax.set_ylim(0, 1.1 * top)
+    _label_points(ax, labels)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     if note:
@@ -192,6 +191,23 @@ def _plot(path: Path, rows: list[dict], value, ylabel: str, title: str, note: st
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def _label_points(ax, labels: list[tuple]) -> None:
+    """Writes each label left of its point; labels at one sparsity are pushed apart vertically
+    (the variants of one point often lie within a few pixels of each other)."""
+    low, high = ax.get_ylim()
+    gap = 0.06 * (high - low)
+    by_x: dict[float, list[tuple]] = {}
+    for label in labels:
+        by_x.setdefault(label[0], []).append(label)
+    for x, group in by_x.items():
+        previous = None
+        for _, y, text, color in sorted(group, key=lambda g: g[1]):
+            at = y if previous is None else max(y, previous + gap)
+            ax.annotate(text, (x, at), xytext=(-8, 0), textcoords="offset points", ha="right", va="center",
+                        fontsize="x-small", color=color)
+            previous = at
 
 
 def write_plots(out_dir: Path, rows: list[dict]) -> list[Path]:
@@ -287,10 +303,13 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
         for target, b in benches.items():
             version = f", LiteRT {b['litert_version']}" if b.get("litert_version") else ""
             lines.append(f"- **{target}**: {b.get('threads')} thread(s){version}, {b.get('device')}. {b.get('note') or ''}")
+    skips: dict[tuple[str, str], list[str]] = {}
     for p in points:
-        skipped = p.get("skipped") or {}
-        for stage, why in skipped.items():
-            lines.append(f"- {p['name']}: {stage} skipped: {why}")
+        for stage, why in (p.get("skipped") or {}).items():
+            skips.setdefault((stage, why), []).append(p["name"])
+    for (stage, why), names in skips.items():
+        where = "" if len(names) == len(points) else f" ({', '.join(names)})"
+        lines.append(f"- {stage} skipped{where}: {why}")
     if plots:
         lines += [""] + [f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
