@@ -134,8 +134,11 @@ class Trainer:
     def extra_metrics(self, model) -> dict:
         if self.splits.extra_metrics is None:
             return {}
-        return self.splits.extra_metrics(lambda x: model.predict(scaled(x, self.splits.preprocessing), verbose=0,
-                                                                 batch_size=256))
+        def predict(x):
+            return model.predict(scaled(x, self.splits.preprocessing), verbose=0, batch_size=256)
+
+        predict.model = model  # for metrics of an inner layer (an autoencoder's code); a TFLite predict has none
+        return self.splits.extra_metrics(predict)
 
     def fit(self, model, phase: str, epochs: int, state, callbacks):
         train, val = self.data()
