@@ -252,3 +252,34 @@ def test_kws_smoke_run_prunes_convolutions_and_classifier(tiny_speech_cache, tmp
     m = json.loads((tmp_path / "kws" / "metrics.json").read_text())
     assert sorted(m["layer_sparsity"]) == sorted(["conv1", "ds1_pw", "ds2_pw", "ds3_pw", "ds4_pw", "logits"])
     assert abs(m["overall_sparsity"] - 0.8) < 0.01
+
+
+# ---- speech: sparse autoencoder ------------------------------------------------------------
+
+
+def test_segment_pooling_and_the_codes_classifier():
+    from tfsparse.datasets.speech_frames import segment_pool, softmax_regression_accuracy
+
+    frames = np.arange(2 * 49 * 3, dtype=float).reshape(2, 49, 3)
+    pooled = segment_pool(frames)
+    assert pooled.shape == (2, 7 * 3) and np.allclose(pooled[0, :3], frames[0, :7].mean(axis=0))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = np.eye(3)[y] * 2 + rng.normal(0, 0.5, (300, 3))  # separable
+    assert softmax_regression_accuracy(x[:200], y[:200], x[200:], y[200:], 3) > 0.9
+    assert softmax_regression_accuracy(x[:200], rng.permutation(y[:200]), x[200:], y[200:], 3) < 0.6
+
+
+def test_autoencoder_smoke_run_reports_code_sparsity(tiny_speech_cache, tmp_path):
+    cache, _ = tiny_speech_cache
+    result = subprocess.run([sys.executable, "-m", "tfsparse.train", str(ROOT / "models" / "speech_autoencoder.toml"),
+                             "--out", str(tmp_path / "ae"), *SMOKE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TFSPARSE_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = json.loads((tmp_path / "ae" / "metrics.json").read_text())
+    assert m["metric"] == "mse" and abs(m["overall_sparsity"] - 0.8) < 0.01
+    for which in ("dense", "sparse"):
+        extra = m["extra"][which]
+        assert 0 <= extra["code_zero_fraction"] <= extra["code_below_0.01_fraction"] <= 1
+        assert extra["reconstruction_mse"] == pytest.approx(m[f"{which}_score"], rel=1e-3)
+        assert 0 <= extra["code_classifier_accuracy"] <= 1
