@@ -4,6 +4,7 @@
     python -m tfsparse.pipeline models/mobilenet_v1.toml --quick          # smoke size, ~2 minutes
     python -m tfsparse.pipeline models/mobilenet_v1.toml --set pruning.final_sparsity=0.8 --out reports/mnv1_80
     python -m tfsparse.pipeline models/mobilenet_v1.toml --skip-arm64     # no qemu provisioning
+    python -m tfsparse.pipeline models/mobilenet_v1.toml --arm64-variants fp32 --runs 5   # shorter arm64 bench
 
 Everything goes under `--out` (default `reports/<recipe>`):
 
@@ -68,6 +69,9 @@ def parse_args(argv):
                         help="skip dense training: prune this trained dense model (the sweep shares one this way)")
     parser.add_argument("--skip-arm64", action="store_true", help="no emulated arm64 benchmark")
     parser.add_argument("--runs", type=int, help="timed runs per model in each benchmark (default 10, --quick 3)")
+    parser.add_argument("--arm64-variants", metavar="LIST",
+                        help="sparse variants timed under arm64 emulation, with the dense baseline "
+                             "(default: every exported file; --quick: fp32)")
     args = parser.parse_args(argv)
     if not Path(args.recipe).is_file():
         parser.error(f"no such recipe file: {args.recipe}")
@@ -181,9 +185,15 @@ class Pipeline:
 
     def bench(self, target: str):
         files = [str(self.export_dir)]
-        if target == "arm64-emu" and self.args.quick:
-            # Emulation costs seconds per process start: the fp32 pair is enough for a smoke run.
-            files = [str(p) for p in sorted(self.export_dir.glob(f"{self.name}.*.fp32.tflite"))]
+        variants = self.args.arm64_variants or ("fp32" if self.args.quick else None)
+        if target == "arm64-emu" and variants:
+            # Emulation costs seconds per model and process start: the fp32 pair is enough for a smoke run.
+            wanted = [v.strip() for v in variants.split(",") if v.strip()]
+            files = [str(self.export_dir / f"{self.name}.dense.fp32.tflite")]
+            files += [str(self.export_dir / f"{self.name}.sparse.{v}.tflite") for v in wanted
+                      if (self.export_dir / f"{self.name}.sparse.{v}.tflite").is_file()]
+            if len(files) == 1:
+                raise UserError(f"--arm64-variants {variants}: {self.export_dir} has no such sparse file")
         if run_stage("bench", ["--target", target, *self.bench_opts, "--json",
                                str(self.bench_dir / f"{target}.json"), *files]) != 0:
             raise StageFailed(f"bench {target}")

@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override a recipe value for every point (repeatable)")
     parser.add_argument("--skip-arm64", action="store_true", help="no emulated arm64 benchmark")
     parser.add_argument("--runs", type=int, help="timed runs per model in each benchmark")
+    parser.add_argument("--arm64-variants", metavar="LIST", help="sparse variants timed under arm64 emulation")
     args = parser.parse_args(argv)
     if not Path(args.recipe).is_file():
         raise UserError(f"no such recipe file: {args.recipe}")
@@ -108,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             point_argv += ["--quick"] if args.quick else []
             point_argv += ["--skip-arm64"] if args.skip_arm64 else []
             point_argv += ["--runs", str(args.runs)] if args.runs else []
+            point_argv += ["--arm64-variants", args.arm64_variants] if args.arm64_variants else []
             if i > 0:
                 point_argv += ["--from", str(shared_dense)]
             rc = pipeline.main(point_argv)
