@@ -8,7 +8,11 @@ kernels) get an exact fraction of zeros with numpy, so no training is needed. In
     data = build_tflite("mobilenet")            # bytes, cached per process
     GRAPHS["mobilenet"].verdict                 # "sparse": what XNNPACK on arm64 should do
 
-The arm64 benchmark reuses these to check each predicted verdict against the emulated runtime.
+The same graphs are built at `TIMED` scale (8x the channels, so the 1x1 convolutions are
+most of the work) for timing on the emulated arm64 runtime, each with a dense twin: the
+same Keras model converted without `Optimize.EXPERIMENTAL_SPARSITY`.
+
+    dense, sparse = timed_pair("mobilenet")     # bytes: no DENSIFY vs sparse-aware
 """
 
 from __future__ import annotations
@@ -21,19 +25,43 @@ import numpy as np
 
 import tfsparse  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
 
-INPUT_SHAPE = (32, 32, 3)
 SEED = 0
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Input side and channel multiplier of a graph. Every channel count and unit count is
+    multiplied by `width`, so each cluster's share of 1x1/Dense weights (and hence every
+    verdict that depends on a zero fraction) is the same at every scale."""
+
+    size: int = 32
+    width: int = 1
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, 3)
+
+    def ch(self, channels: int) -> int:
+        return channels * self.width
+
+
+SMALL = Scale()                    # the inspector tests: builds and converts in seconds
+# Timing on emulated arm64: the 1x1 convs are ~85% of the multiply-adds (4.2M of 4.9M for
+# "mobilenet"); measured ~100-200 ms a dense fp32 inference under qemu on a loaded machine.
+TIMED = Scale(size=32, width=8)
 
 
 @dataclass(frozen=True)
 class GraphSpec:
     """How to build one graph and what the XNNPACK rules should say about it."""
 
-    build: Callable  # () -> tf.keras.Model, with its 1x1 kernels already zeroed
+    build: Callable  # (Scale) -> tf.keras.Model, with its 1x1 kernels already zeroed
     variant: str     # "fp32", "fp16", "int8-dynamic" or "int8" (full-integer)
     verdict: str     # expected verdict on arm64: "sparse" or "dense"
     why: str         # what the graph is for / the reason the verdict must mention
     loads: bool = True  # False: LiteRT 2.3.0's default XNNPACK delegate fails at allocate_tensors
+    # Set where LiteRT 2.3.0 on arm64 (emulated) fails at allocate_tensors: part of its message.
+    arm64_error: str | None = None
 
 
 def _layers():
@@ -42,13 +70,13 @@ def _layers():
     return tf.keras.layers
 
 
-def _stem(x, same: bool = False):
+def _stem(x, s: Scale, same: bool = False):
     L = _layers()
     if same:
-        x = L.Conv2D(8, 3, strides=2, padding="same")(x)
+        x = L.Conv2D(s.ch(8), 3, strides=2, padding="same")(x)
     else:
         x = L.ZeroPadding2D(((1, 1), (1, 1)))(x)
-        x = L.Conv2D(8, 3, strides=2, padding="valid")(x)
+        x = L.Conv2D(s.ch(8), 3, strides=2, padding="valid")(x)
     return L.ReLU(6.0)(x)
 
 
@@ -65,10 +93,10 @@ def _block(x, filters: int, stride: int, same: bool = False):
     return L.ReLU(6.0)(x)
 
 
-def _backbone(inp, same: bool = False):
-    x = _stem(inp, same)
-    x = _block(x, 16, 1, same)
-    return _block(x, 32, 2, same)
+def _backbone(inp, s: Scale, same: bool = False):
+    x = _stem(inp, s, same)
+    x = _block(x, s.ch(16), 1, same)
+    return _block(x, s.ch(32), 2, same)
 
 
 def _model(inputs, outputs):
@@ -96,72 +124,75 @@ def prune_pointwise(model, fraction: float, dense_too: bool = False, seed: int =
     return model
 
 
-def _mobilenet(fraction: float = 0.9, same: bool = False, head_units: tuple[int, ...] = (10,)):
+def _mobilenet(s: Scale, fraction: float = 0.9, same: bool = False, head_units: tuple[int, ...] = (10,)):
     L = _layers()
-    inp = L.Input(INPUT_SHAPE)
-    x = L.GlobalAveragePooling2D()(_backbone(inp, same))
+    inp = L.Input(s.input_shape)
+    x = L.GlobalAveragePooling2D()(_backbone(inp, s, same))
     for units in head_units:
-        x = L.Dense(units)(x)
+        x = L.Dense(s.ch(units))(x)
     return prune_pointwise(_model(inp, x), fraction)
 
 
-def _mean_keepdims_head():
+def _mean_keepdims_head(s: Scale, dense_head: bool = True):
     # Backbone 1x1s: 8*16 + 16*32 = 640 weights, 90% zero; the 1x1-conv head adds 32*10 = 320
-    # dense weights to the cluster, so the cluster is 60% zero: under XNNPACK's 2/3.
+    # dense weights to the cluster, so the cluster is 60% zero: under XNNPACK's 2/3
+    # (at width w: 640w^2 and 320w^2, the same 60%).
     L = _layers()
-    inp = L.Input(INPUT_SHAPE)
-    x = L.GlobalAveragePooling2D(keepdims=True)(_backbone(inp))
-    head = L.Conv2D(10, 1, name="head")(x)
+    inp = L.Input(s.input_shape)
+    x = L.GlobalAveragePooling2D(keepdims=True)(_backbone(inp, s))
+    head = L.Conv2D(s.ch(10), 1, name="head")(x)
     model = _model(inp, L.Flatten()(head))
     prune_pointwise(model, 0.9)
+    if not dense_head:  # the head keeps prune_pointwise's 90% zeros: the cluster is 90% zero
+        return model
     weights = model.get_layer("head").get_weights()
     weights[0] = np.random.default_rng(SEED).uniform(0.1, 1.0, weights[0].shape).astype(np.float32)
     model.get_layer("head").set_weights(weights)
     return model
 
 
-def _squeeze_excite():
+def _squeeze_excite(s: Scale):
     L = _layers()
-    inp = L.Input(INPUT_SHAPE)
-    x = _backbone(inp)
-    s = L.GlobalAveragePooling2D(keepdims=True)(x)
-    s = L.Conv2D(8, 1, activation="relu")(s)
-    s = L.Conv2D(32, 1, activation="sigmoid")(s)
-    x = L.Multiply()([x, s])
-    x = L.Dense(10)(L.GlobalAveragePooling2D()(x))
+    inp = L.Input(s.input_shape)
+    x = _backbone(inp, s)
+    se = L.GlobalAveragePooling2D(keepdims=True)(x)
+    se = L.Conv2D(s.ch(8), 1, activation="relu")(se)
+    se = L.Conv2D(s.ch(32), 1, activation="sigmoid")(se)
+    x = L.Multiply()([x, se])
+    x = L.Dense(s.ch(10))(L.GlobalAveragePooling2D()(x))
     return prune_pointwise(_model(inp, x), 0.9)
 
 
-def _constant_second_mul():
+def _constant_second_mul(s: Scale):
     import tensorflow as tf
 
     L = _layers()
-    inp = L.Input(INPUT_SHAPE)
-    scale = tf.constant(np.random.default_rng(SEED).uniform(0.5, 1.5, (1, 1, 1, 32)).astype(np.float32))
-    x = L.Lambda(lambda t: t * scale)(_backbone(inp))  # after ReLU6, so the converter cannot fold it
-    x = L.Dense(10)(L.GlobalAveragePooling2D()(x))
+    inp = L.Input(s.input_shape)
+    scale = tf.constant(np.random.default_rng(SEED).uniform(0.5, 1.5, (1, 1, 1, s.ch(32))).astype(np.float32))
+    x = L.Lambda(lambda t: t * scale)(_backbone(inp, s))  # after ReLU6, so the converter cannot fold it
+    x = L.Dense(s.ch(10))(L.GlobalAveragePooling2D()(x))
     return prune_pointwise(_model(inp, x), 0.9)
 
 
-def _truncated_cluster():
+def _truncated_cluster(s: Scale):
     # Branch A ends in a global average pool (a proper end). Branch B has no end: its last
     # 1x1 feeds a Flatten, so XNNPACK runs B channel-first and Flatten reads NCHW data.
     # Two inputs, because the converter merges identical PAD ops on one input into a PAD with
     # two consumers, which XNNPACK cannot fold.
     L = _layers()
-    in_a, in_b = L.Input(INPUT_SHAPE), L.Input(INPUT_SHAPE)
-    a = L.Dense(10)(L.GlobalAveragePooling2D()(_backbone(in_a)))
-    b = _block(_stem(in_b), 16, 1)
+    in_a, in_b = L.Input(s.input_shape), L.Input(s.input_shape)
+    a = L.Dense(s.ch(10))(L.GlobalAveragePooling2D()(_backbone(in_a, s)))
+    b = _block(_stem(in_b, s), s.ch(16), 1)
     b = L.Dense(4)(L.Flatten()(b))
     return prune_pointwise(_model([in_a, in_b], [a, b]), 0.9)
 
 
-def _wide_pointwise():
+def _wide_pointwise(s: Scale):
     # Dynamic-range quantization leaves tensors under 1024 weights in float: 64x64 1x1s are int8.
     L = _layers()
-    inp = L.Input(INPUT_SHAPE)
-    x = _stem(inp)
-    x = L.Conv2D(64, 1, activation="relu")(L.Conv2D(64, 1, activation="relu")(x))
+    inp = L.Input(s.input_shape)
+    x = _stem(inp, s)
+    x = L.Conv2D(s.ch(64), 1, activation="relu")(L.Conv2D(s.ch(64), 1, activation="relu")(x))
     return prune_pointwise(_model(inp, L.GlobalAveragePooling2D()(x)), 0.9)
 
 
@@ -169,49 +200,58 @@ GRAPHS: dict[str, GraphSpec] = {
     "mobilenet": GraphSpec(_mobilenet, "fp32", "sparse",
                            "ZeroPadding2D(1) + valid stride-2 stem, depthwise/1x1 blocks, GAP + Dense, 1x1s 90% zero"),
     "mobilenet_fp16": GraphSpec(_mobilenet, "fp16", "sparse", "fp16 weights: DENSIFY -> DEQUANTIZE"),
-    "same_stride2": GraphSpec(lambda: _mobilenet(same=True), "fp32", "dense",
+    "same_stride2": GraphSpec(lambda s: _mobilenet(s, same=True), "fp32", "dense",
                               "SAME-padded stride-2 stem and depthwise"),
     "mean_keepdims_head": GraphSpec(_mean_keepdims_head, "fp32", "dense",
                                     "MEAN(keepdims) + 1x1-conv head pulled into the cluster: 60% zero"),
-    "gap_dense": GraphSpec(lambda: _mobilenet(head_units=(64, 10)), "fp32", "sparse",
+    "mean_keepdims_sparse_head": GraphSpec(lambda s: _mean_keepdims_head(s, dense_head=False), "fp32", "sparse",
+                                           "MEAN(keepdims) + 1x1-conv head, head 90% zero too: the cluster "
+                                           "runs sparse, which LiteRT 2.3.0 on arm64 cannot allocate",
+                                           arm64_error="XNNPack delegate failed to reshape runtime"),
+    "gap_dense": GraphSpec(lambda s: _mobilenet(s, head_units=(64, 10)), "fp32", "sparse",
                            "GAP + a large dense Dense head that stays outside the cluster"),
-    "below_threshold": GraphSpec(lambda: _mobilenet(fraction=0.5), "fp32", "dense",
+    "below_threshold": GraphSpec(lambda s: _mobilenet(s, fraction=0.5), "fp32", "dense",
                                  "1x1s 50% zero: encoded sparse (>= 30%) but under XNNPACK's 2/3"),
     "squeeze_excite": GraphSpec(_squeeze_excite, "fp32", "sparse",
                                 "MEAN(keepdims) -> 1x1 -> 1x1 -> sigmoid -> MUL stays in the cluster"),
     "int8": GraphSpec(_mobilenet, "int8", "dense", "full-integer int8: the sparse path is fp32/fp16 only"),
-    "unpruned": GraphSpec(lambda: _mobilenet(fraction=0.0), "fp32", "dense", "no zeros: no sparse tensor"),
+    "unpruned": GraphSpec(lambda s: _mobilenet(s, fraction=0.0), "fp32", "dense", "no zeros: no sparse tensor"),
     "const_second_mul": GraphSpec(_constant_second_mul, "fp32", "dense",
                                   "MUL(x, const[1,1,1,C]): XNNPACK bug (a) breaks the cluster"),
     "int8_dynamic": GraphSpec(_wide_pointwise, "int8-dynamic", "dense",
                               "int8 dynamic-range weights stored sparse: the delegate fails to prepare",
-                              loads=False),
+                              loads=False, arm64_error="failed to delegate CONV_2D"),
     "truncated_cluster": GraphSpec(_truncated_cluster, "fp32", "sparse",
                                    "a cluster without an end node: XNNPACK bug (b), wrong results"),
 }
 
 
-def _representative_data():
-    rng = np.random.default_rng(SEED)
-    for _ in range(4):
-        yield [rng.uniform(0, 1, (1, *INPUT_SHAPE)).astype(np.float32)]  # graphs with one input only
+def _representative_data(input_shape: tuple[int, ...]):
+    def batches():
+        rng = np.random.default_rng(SEED)
+        for _ in range(4):
+            yield [rng.uniform(0, 1, (1, *input_shape)).astype(np.float32)]  # graphs with one input only
+    return batches
 
 
-def build_keras(name: str):
-    """The Keras model of graph `name`, rebuilt deterministically."""
+def build_keras(name: str, scale: Scale = SMALL):
+    """The Keras model of graph `name` at `scale`, rebuilt deterministically."""
     import tensorflow as tf
 
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(SEED)
-    return GRAPHS[name].build()
+    return GRAPHS[name].build(scale)
 
 
-def convert(model, variant: str) -> bytes:
-    """TFLiteConverter with Optimize.EXPERIMENTAL_SPARSITY (+ fp16, int8 dynamic-range or full-integer int8)."""
+def convert(model, variant: str, sparse: bool = True) -> bytes:
+    """TFLiteConverter with Optimize.EXPERIMENTAL_SPARSITY (+ fp16, int8 dynamic-range or full-integer int8).
+
+    `sparse=False` leaves EXPERIMENTAL_SPARSITY out: the weights (zeros included) are stored
+    dense, so there is no DENSIFY and XNNPACK is never asked for sparse inference."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
     if variant == "fp16":
         converter.optimizations.append(tf.lite.Optimize.DEFAULT)
         converter.target_spec.supported_types = [tf.float16]
@@ -219,7 +259,7 @@ def convert(model, variant: str) -> bytes:
         converter.optimizations.append(tf.lite.Optimize.DEFAULT)
     elif variant == "int8":
         converter.optimizations.append(tf.lite.Optimize.DEFAULT)
-        converter.representative_dataset = _representative_data
+        converter.representative_dataset = _representative_data(tuple(model.inputs[0].shape[1:]))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()
 
@@ -230,11 +270,22 @@ def build_tflite(name: str) -> bytes:
     return convert(build_keras(name), GRAPHS[name].variant)
 
 
+@functools.lru_cache(maxsize=None)
+def timed_pair(name: str, scale: Scale = TIMED) -> tuple[bytes, bytes]:
+    """(dense twin, sparse-aware) .tflite of graph `name` at `scale`, from one Keras model.
+
+    The twin has the same weights (zeros included) but no sparse tensors, so it takes
+    XNNPACK's dense path whatever the graph: sparse/twin time is the sparse path's speedup."""
+    model = build_keras(name, scale)
+    variant = GRAPHS[name].variant
+    return convert(model, variant, sparse=False), convert(model, variant)
+
+
 def _single_pointwise(zeros: int):
     """Stem -> depthwise -> one 1x1 conv (8 -> 12, 96 weights) -> GAP, with exactly `zeros` zeros."""
     L = _layers()
-    inp = L.Input(INPUT_SHAPE)
-    x = _block(_stem(inp), 12, 1)
+    inp = L.Input(SMALL.input_shape)
+    x = _block(_stem(inp, SMALL), 12, 1)
     model = _model(inp, L.GlobalAveragePooling2D()(x))
     return prune_pointwise(model, zeros / 96)
 
