@@ -155,3 +155,14 @@ def test_train_cli_block4_end_to_end(tmp_path):
         kernel = out_in(sparse.get_layer(name).kernel.numpy())
         assert abs(np.mean(kernel == 0) - 0.9) < 0.02
         assert block_structure(kernel)["output_channel_block"] >= 4
+
+
+def test_structure_study_plans_each_pattern_per_sparsity_and_2of4_once():
+    from tfsparse.structure_study import parse_args, plan
+
+    runs = plan(["unstructured", "block4", "2:4"], [0.8, 0.9])
+    assert [r["name"] for r in runs] == ["unstructured_80", "unstructured_90", "block4_80", "block4_90", "2of4_50"]
+    assert "pruning.block_size=[1, 4]" in runs[3]["set"] and "pruning.final_sparsity=0.9" in runs[3]["set"]
+    assert "pruning.sparsity_m_by_n=[2, 4]" in runs[-1]["set"]
+    with pytest.raises(SystemExit):
+        parse_args(["models/mobilenet_v1.toml", "--patterns", "block3"])

@@ -3,6 +3,7 @@
     python -m tfsparse.structure_study models/mobilenet_v1.toml --epochs 2 --max-train-examples 8192
     python -m tfsparse.structure_study models/mobilenet_v1.toml --sparsities 0.8,0.9 --bench-sizes 32,96
     python -m tfsparse.structure_study models/mobilenet_v1.toml --patterns unstructured,block4 --out study/quick
+    python -m tfsparse.structure_study --micro --out study/micro      # the SpMM kernels alone, no training
 
 For each pattern (`unstructured`, `block2` = blocks of 2 output channels, `block4`,
 `2:4` = TF-MOT's `sparsity_m_by_n`, always 50%) and each sparsity, runs the real
@@ -18,6 +19,10 @@ tile 32 pixels; at 32x32 input the last stage is 1x1 pixel).
 
 Writes `OUT/study.json` and `OUT/study.md` (the table; accuracies are from the short
 training asked for, stated in the table's caption).
+
+`--micro` isolates XNNPACK's SpMM kernels: a stem (56x56 input) and four 1x1 convolutions
+at 28x28 with random weights, 90% zero in each pattern (same non-zero count), timed
+against the dense twin; no training, no data.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ M_BY_N_SPARSITY = 0.5  # TF-MOT's (2, 4): 2 zeros in every 4 weights, whatever t
 
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m tfsparse.structure_study", description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", help="recipe TOML, e.g. models/mobilenet_v1.toml")
+    parser.add_argument("recipe", nargs="?", help="recipe TOML, e.g. models/mobilenet_v1.toml")
+    parser.add_argument("--micro", action="store_true", help="time the SpMM kernels on a synthetic model instead")
     parser.add_argument("--out", help="study folder (default: study/<recipe name>)")
     parser.add_argument("--patterns", default=",".join(PATTERNS), help=f"comma-separated from {','.join(PATTERNS)}")
     parser.add_argument("--sparsities", default="0.9", help="comma-separated final sparsities (2:4 is always 0.5)")
@@ -58,6 +64,8 @@ def parse_args(argv):
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="recipe override applied to every run (repeatable)")
     args = parser.parse_args(argv)
+    if not args.recipe and not args.micro:
+        parser.error("a recipe is required (or --micro)")
     args.patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     for p in args.patterns:
         if p not in PATTERNS:
@@ -220,10 +228,65 @@ def table(study: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def micro(args, out: Path) -> dict:
+    """Dense vs unstructured vs 2- and 4-channel blocks, 90% zero, on one synthetic SpMM-heavy model."""
+    import numpy as np
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    rng = np.random.default_rng(0)
+    inputs = tf.keras.Input((56, 56, 3))
+    x = layers.ZeroPadding2D(1)(inputs)
+    x = layers.Conv2D(64, 3, strides=2, activation="relu")(x)  # the start node XNNPACK requires
+    x = layers.Conv2D(256, 1, activation="relu")(x)
+    for _ in range(3):
+        x = layers.Conv2D(256, 1, activation="relu")(x)
+    model = tf.keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+    dense_weights = [rng.standard_normal(w.shape).astype(np.float32) * 0.05 for w in model.weights]
+
+    def masked(block: int):
+        weights = [w.copy() for w in dense_weights]
+        for layer in model.layers:
+            if isinstance(layer, layers.Conv2D) and layer.kernel_size == (1, 1):
+                i = next(j for j, w in enumerate(model.weights) if w is layer.kernel)
+                k = weights[i].reshape(layer.kernel.shape[2], -1, block)  # (in, out groups, block)
+                keep = rng.permutation(k.shape[0] * k.shape[1]) < round(0.1 * k.shape[0] * k.shape[1])
+                k *= keep.reshape(k.shape[0], k.shape[1], 1)
+        return weights
+
+    files = {}
+    for name, weights, sparse in (("dense", dense_weights, False), ("unstructured_90", masked(1), True),
+                                  ("block2_90", masked(2), True), ("block4_90", masked(4), True)):
+        model.set_weights(weights)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
+        files[name] = atomic.write_bytes(out / f"micro.{name}.tflite", converter.convert())
+    rep = bench(args, files["dense"], [files[n] for n in files if n != "dense"])
+    rows = [{"pattern": n, "median_ms": _pair(rep, str(files[n]))[1], "speedup": _pair(rep, str(files[n]))[2]}
+            for n in files if n != "dense"]
+    dense_ms = _pair(rep, str(files["unstructured_90"]))[0]
+    md = ["Synthetic: stem 3->64 (3x3 s2) + 1x1 64->256 + 3 x 1x1 256->256 at 28x28, random weights, "
+          f"90% zero per pattern. {rep['target']}, LiteRT {rep['litert_version']}, 1 thread, median of "
+          f"{args.runs} interleaved runs. Dense: {dense_ms:.1f} ms.", "",
+          "| pattern | sparse ms | speedup over dense |", "|---|---|---|"]
+    md += [f"| {r['pattern']} | {_fmt(r['median_ms'], '.1f')} | {_fmt(r['speedup'], '.2f')}x |" for r in rows]
+    result = {"rows": rows, "dense_ms": dense_ms, "bench_report": rep}
+    atomic.write_json(out / "micro.json", result)
+    atomic.write_text(out / "micro.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     from tfsparse.recipe import load_recipe
+
+    if args.micro:
+        out = Path(args.out or "study/micro")
+        out.mkdir(parents=True, exist_ok=True)
+        micro(args, out)
+        return 0
 
     recipe = load_recipe(args.recipe, args.set)
     out = Path(args.out or Path("study") / Path(args.recipe).stem)
@@ -249,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             row.setdefault("bench", {})[str(s)] = _pair(reports[str(s)], str(path))
     study = {"recipe": args.recipe, "overrides": args.set, "bench_sizes": sizes, "rows": rows,
              "training": f"{args.epochs} epochs per phase on {args.max_train_examples} training examples "
-                         f"({recipe.data.name}, {recipe.model.name} {recipe.model.args}); all runs prune the same "
+                         f"({recipe.data.name}, {recipe.model.name} {recipe.model.args}"
+                         f"{', --set ' + ' '.join(args.set) if args.set else ''}); all runs prune the same "
                          f"dense model; accuracies are from this short run",
              "timing": f"{args.target}, LiteRT {next(iter(reports.values()))['litert_version']}, 1 thread, "
                        f"median of {args.runs} interleaved runs, fp32; @N = input NxN (same weights)",
