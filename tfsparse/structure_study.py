@@ -220,7 +220,8 @@ def table(study: dict) -> str:
     for r in study["rows"]:
         cells = [LABELS[r["pattern"]], f"{r['sparsity']:.2f}", f"{r['overall_sparsity']:.3f}",
                  _fmt(r["dense_accuracy"], ".4f"), _fmt(r["litert_sparse_accuracy"], ".4f"), r["xnnpack_verdict"],
-                 ", ".join(f"{w}: {n}" for w, n in r["xnnpack_spmm_width"].items())]
+                 (", ".join(f"{w}: {n}" for w, n in r["xnnpack_spmm_width"].items())
+                  if r["xnnpack_verdict"] == "sparse" else "none (dense GEMM)")]
         for s in sizes:
             d, sp, x = r["bench"][str(s)]
             cells += [_fmt(d, ".2f"), _fmt(sp, ".2f"), _fmt(x, ".2f") + ("x" if x else "")]
