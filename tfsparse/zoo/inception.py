@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfsparse.zoo.layers import classifier_head, conv_bn_relu, make_divisible
+from tfsparse.zoo.layers import classifier_head, conv_bn_relu, image_input, make_divisible
 from tfsparse.zoo.registry import register_model
 
 layers = tf.keras.layers
@@ -49,13 +49,7 @@ def inception_module(x, branches, stride: int, width: float, name: str):
 def inception(width_multiplier: float = 1.0, input_size: int = 32, num_classes: int = 10,
               modules: int = len(MODULES), dropout: float = 0.2):
     """Stem + `modules` Inception modules + GAP/Dense head."""
-    if not 0 < width_multiplier <= 4:
-        raise ValueError(f"width_multiplier must be in (0, 4], got {width_multiplier}")
-    if input_size < 8:
-        raise ValueError(f"input_size must be >= 8, got {input_size}")
-    if not 1 <= modules <= len(MODULES):
-        raise ValueError(f"modules must be in [1, {len(MODULES)}], got {modules}")
-    inputs = tf.keras.Input((input_size, input_size, 3), name="image")
+    inputs = image_input(width_multiplier, input_size, modules, len(MODULES), "modules")
     x = conv_bn_relu(inputs, make_divisible(32 * width_multiplier), 3, 2, name="stem")
     for i, (branches, stride) in enumerate(MODULES[:modules], start=1):
         x = inception_module(x, branches, stride, width_multiplier, name=f"mixed{i}")

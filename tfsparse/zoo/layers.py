@@ -16,6 +16,17 @@ import tensorflow as tf
 layers = tf.keras.layers
 
 
+def image_input(width_multiplier: float, input_size: int, depth: int, max_depth: int, depth_name: str):
+    """Checks the arguments every image family shares; returns the NHWC 3-channel input."""
+    if not 0 < width_multiplier <= 4:
+        raise ValueError(f"width_multiplier must be in (0, 4], got {width_multiplier}")
+    if input_size < 8:
+        raise ValueError(f"input_size must be >= 8, got {input_size}")
+    if not 1 <= depth <= max_depth:
+        raise ValueError(f"{depth_name} must be in [1, {max_depth}], got {depth}")
+    return tf.keras.Input((input_size, input_size, 3), name="image")
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Channel count rounded to a multiple of `divisor`, never 10% below `value`.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfsparse.zoo.layers import classifier_head, conv_bn_relu, depthwise_bn_relu, make_divisible
+from tfsparse.zoo.layers import classifier_head, conv_bn_relu, image_input, depthwise_bn_relu, make_divisible
 from tfsparse.zoo.registry import register_model
 
 # (pointwise filters, depthwise stride) per block, as in the paper's Table 1.
@@ -23,13 +23,7 @@ BLOCKS = (
 def mobilenet_v1(width_multiplier: float = 1.0, input_size: int = 224, num_classes: int = 1000,
                  depth: int = len(BLOCKS), dropout: float = 0.1):
     """MobileNetV1; `depth` keeps only the first blocks (for small inputs and tests)."""
-    if not 0 < width_multiplier <= 4:
-        raise ValueError(f"width_multiplier must be in (0, 4], got {width_multiplier}")
-    if input_size < 8:
-        raise ValueError(f"input_size must be >= 8, got {input_size}")
-    if not 1 <= depth <= len(BLOCKS):
-        raise ValueError(f"depth must be in [1, {len(BLOCKS)}], got {depth}")
-    inputs = tf.keras.Input((input_size, input_size, 3), name="image")
+    inputs = image_input(width_multiplier, input_size, depth, len(BLOCKS), "depth")
     x = conv_bn_relu(inputs, make_divisible(32 * width_multiplier), 3, 2, name="stem")
     for i, (filters, stride) in enumerate(BLOCKS[:depth], start=1):
         x = depthwise_bn_relu(x, stride, name=f"block{i}")

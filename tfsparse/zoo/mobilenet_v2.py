@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfsparse.zoo.layers import classifier_head, conv_bn_relu, depthwise_bn_relu, make_divisible
+from tfsparse.zoo.layers import classifier_head, conv_bn_relu, image_input, depthwise_bn_relu, make_divisible
 from tfsparse.zoo.registry import register_model
 
 layers = tf.keras.layers
@@ -37,13 +37,7 @@ def inverted_residual(x, expansion: int, filters: int, stride: int, name: str):
 def mobilenet_v2(width_multiplier: float = 1.0, input_size: int = 224, num_classes: int = 1000,
                  stages: int = len(STAGES), dropout: float = 0.1):
     """MobileNetV2; `stages` keeps only the first stages (for small inputs and tests)."""
-    if not 0 < width_multiplier <= 4:
-        raise ValueError(f"width_multiplier must be in (0, 4], got {width_multiplier}")
-    if input_size < 8:
-        raise ValueError(f"input_size must be >= 8, got {input_size}")
-    if not 1 <= stages <= len(STAGES):
-        raise ValueError(f"stages must be in [1, {len(STAGES)}], got {stages}")
-    inputs = tf.keras.Input((input_size, input_size, 3), name="image")
+    inputs = image_input(width_multiplier, input_size, stages, len(STAGES), "stages")
     x = conv_bn_relu(inputs, make_divisible(32 * width_multiplier), 3, 2, name="stem")
     block = 0
     for t, c, n, s in STAGES[:stages]:
