@@ -194,34 +194,52 @@ def _runtime_message(error: Exception) -> str:
 # ---- the TensorFlow side ---------------------------------------------------------------
 
 
+# Signature names per `Splits.preprocessing["kind"]`; images (no kind) keep image -> probabilities.
+INPUT_NAMES = {"tokens": "tokens", "one_hot_state": "state", "log_mel": "log_mel", "log_mel_frame": "frame"}
+
+
 class Exporter:
-    """Converts, checks and measures; one instance per export (holds the data and Keras outputs)."""
+    """Converts, checks and measures; one instance per export (holds the data and Keras outputs).
+
+    The measurement follows the recipe's `[train] metric`: top-1 accuracy for a classifier,
+    mean squared / absolute error for a regression (an autoencoder's reconstruction). With
+    `[export] output_layer` the exported network is the sub-model up to that layer (a feature
+    extractor): it has no task metric, only parity with the same Keras sub-model.
+    """
 
     def __init__(self, source: Source, splits, int8_weights: str = "per-channel"):
         import numpy as np
         import tensorflow as tf
 
+        from tfsparse.trainer import scaled
+
         tf.get_logger().setLevel("ERROR")
-        self.np, self.tf = np, tf
+        self.np, self.tf, self.scaled = np, tf, scaled
         self.source, self.splits, self.int8_weights = source, splits, int8_weights
-        pre = splits.preprocessing
-        self.scale, self.offset = float(pre.get("scale", 1.0)), float(pre.get("offset", 0.0))
-        self.x_test = self.normalise(splits.x_test)
-        self.y_test = np.asarray(splits.y_test)
+        self.output_layer = source.recipe.export.output_layer
+        # The task metric; None for a sub-model (its outputs are features, not the trained target).
+        self.metric = None if self.output_layer else source.recipe.train.metric
         self.sparse = self.load_model(source.sparse_model)
         self.dense = self.load_model(source.dense_model) if source.dense_model else self.sparse
+        # The model's own input dtype: int32 token ids stay integers (an embedding lookup), not float32.
+        self.input_dtype = np.dtype(self.sparse.inputs[0].dtype.as_numpy_dtype)
+        self.x_test = self.model_input(splits.x_test)
+        self.y_test = np.asarray(splits.y_test)
         expected = tuple(self.x_test.shape[1:])
         for model, path in ((self.sparse, source.sparse_model), (self.dense, source.dense_model)):
             if tuple(model.input_shape[1:]) != expected:
                 raise UserError(f"{path} takes input {tuple(model.input_shape[1:])}, the recipe's data is {expected}")
-        # Keras outputs once, on the whole test split: accuracy and every parity check reuse them.
+        if self.output_layer:
+            self.sparse = self.sub_model(self.sparse, source.sparse_model)
+            self.dense = self.sub_model(self.dense, source.dense_model) if source.dense_model else self.sparse
+        # Keras outputs once, on the whole test split: the score and every parity check reuse them.
         self.keras_out = {"sparse": self.sparse.predict(self.x_test, batch_size=EVAL_BATCH, verbose=0)}
         self.keras_out["dense"] = (self.keras_out["sparse"] if self.dense is self.sparse else
                                    self.dense.predict(self.x_test, batch_size=EVAL_BATCH, verbose=0))
 
-    def normalise(self, x):
-        """Raw uint8 pixels -> model input, exactly as `tfsparse.trainer.batches` does it."""
-        return (x.astype(self.np.float32) * self.np.float32(self.scale) + self.np.float32(self.offset))
+    def model_input(self, x):
+        """Stored examples -> model input, exactly as `tfsparse.trainer.batches` feeds them."""
+        return self.np.asarray(self.scaled(self.np.asarray(x), self.splits.preprocessing)).astype(self.input_dtype)
 
     def load_model(self, path: Path):
         try:
@@ -229,18 +247,61 @@ class Exporter:
         except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
             raise UserError(f"cannot load {path}: {_one_line(str(e).splitlines()[0] if str(e) else type(e).__name__)}") from None
 
-    def keras_accuracy(self, which: str) -> float:
-        return float(self.np.mean(self.np.argmax(self.keras_out[which], axis=1) == self.y_test))
+    def sub_model(self, model, path: Path):
+        """Input -> `[export] output_layer`, sharing the weights (a model loaded from a file is a
+        connected functional graph, so the layer's output is reachable from the input)."""
+        names = [layer.name for layer in model.layers]
+        if self.output_layer not in names:
+            raise UserError(f"export.output_layer = {self.output_layer!r}: {path} has no such layer "
+                            f"(layers: {', '.join(names)})")
+        return self.tf.keras.Model(model.inputs, model.get_layer(self.output_layer).output,
+                                   name=f"{model.name}_{self.output_layer}")
+
+    # -- names and meaning of the signature
+    @property
+    def input_name(self) -> str:
+        return INPUT_NAMES.get(self.splits.preprocessing.get("kind"), INPUT_NAME)
+
+    @property
+    def output_name(self) -> str:
+        if self.output_layer:
+            return self.output_layer
+        return OUTPUT_NAME if self.metric == "accuracy" else "prediction"
+
+    def output_meaning(self) -> str:
+        if self.output_layer:
+            return f"activations of layer {self.output_layer!r} (features for a downstream model)"
+        if self.metric == "accuracy":
+            return "softmax probabilities, index = label"
+        return f"regression output, same layout as the training target (trained for {self.metric})"
+
+    # -- scores
+    def score(self, out) -> float | None:
+        """The recipe's metric of outputs `out` on the test split; None for a sub-model."""
+        np = self.np
+        if self.metric is None:
+            return None
+        if self.metric == "accuracy":
+            return round(float(np.mean(np.argmax(out, axis=1) == self.y_test)), 6)
+        error = np.asarray(out, np.float64) - self.y_test.reshape(np.shape(out))
+        return float(np.mean(error ** 2) if self.metric == "mse" else np.mean(np.abs(error)))
+
+    def keras_score(self, which: str) -> float | None:
+        return self.score(self.keras_out[which])
+
+    def keras_accuracy(self, which: str) -> float | None:
+        return self.keras_score(which) if self.metric == "accuracy" else None
 
     # -- conversion
     def convert(self, model, variant: str, sparse: bool) -> bytes:
-        """One TFLite flatbuffer with the `serving_default` signature image -> probabilities."""
+        """One TFLite flatbuffer with the `serving_default` signature input -> output."""
         tf = self.tf
-        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name=INPUT_NAME)
+        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.as_dtype(self.input_dtype), name=self.input_name)
+        output_name = self.output_name
 
         @tf.function(input_signature=[spec])
-        def serve(image):
-            return {OUTPUT_NAME: model(image, training=False)}
+        def serve(x):
+            return {output_name: model(x, training=False)}
 
         # The converter saves the function's trackable as a SavedModel first. Handing it the
         # Keras model serialises every layer's functions (~5 s on 2 cores); a plain module
@@ -269,46 +330,48 @@ class Exporter:
                 raise UserError(f"conversion to {variant} failed: {_one_line(e)} {' '.join(tail)}") from None
 
     def representative_dataset(self):
-        """`[export] representative_examples` training images, a seeded sample, one per step."""
+        """`[export] representative_examples` training examples, a seeded sample, one per step."""
         n = min(self.source.recipe.export.representative_examples, len(self.splits.x_train))
         rng = self.np.random.default_rng(self.source.recipe.train.seed)
         for i in rng.choice(len(self.splits.x_train), size=n, replace=False):
-            yield [self.normalise(self.splits.x_train[i:i + 1])]
+            yield [self.model_input(self.splits.x_train[i:i + 1])]
 
     # -- running
-    def run_tflite(self, data: bytes):
-        """Outputs of the file on the whole test split, through LiteRT with its default delegate.
+    def run_tflite(self, data: bytes, x=None):
+        """Outputs of the file on model inputs `x` (default: the test split), through LiteRT
+        with its default delegate.
 
         First at the file's own shape (batch 1, what an app does), then resized to
-        EVAL_BATCH so 10k images take seconds; falls back to batch 1 if a model cannot resize.
+        EVAL_BATCH so 10k examples take seconds; falls back to batch 1 if a model cannot resize.
         Raises RuntimeError/ValueError with the runtime's message if the file does not run.
         """
         from ai_edge_litert.interpreter import Interpreter
 
         np = self.np
+        x_all = self.x_test if x is None else x
         with captured_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" per load
             interpreter = Interpreter(model_content=data)
             interpreter.allocate_tensors()
-            first = self._invoke(interpreter, self.x_test[:1])
+            first = self._invoke(interpreter, x_all[:1])
             batch = EVAL_BATCH
             try:
                 interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"],
-                                                [batch, *self.x_test.shape[1:]])
+                                                [batch, *x_all.shape[1:]])
                 interpreter.allocate_tensors()
             except (RuntimeError, ValueError):
                 interpreter = Interpreter(model_content=data)
                 interpreter.allocate_tensors()
                 batch = 1
             outputs = []
-            for start in range(0, len(self.x_test), batch):
-                x = self.x_test[start:start + batch]
+            for start in range(0, len(x_all), batch):
+                x = x_all[start:start + batch]
                 n = len(x)
                 if n < batch:  # pad the last batch rather than re-allocating for it
                     x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
                 outputs.append(self._invoke(interpreter, x)[:n])
         out = np.concatenate(outputs)
         if not np.allclose(out[:1], first, atol=1e-4):
-            raise RuntimeError("the batched run disagrees with the batch-1 run on the same image")
+            raise RuntimeError("the batched run disagrees with the batch-1 run on the same example")
         return out
 
     def _invoke(self, interpreter, x):
@@ -319,7 +382,7 @@ class Exporter:
             scale, zero = inp["quantization"]
             info = np.iinfo(inp["dtype"])
             x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-        interpreter.set_tensor(inp["index"], x)
+        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"], copy=False))
         interpreter.invoke()
         y = interpreter.get_tensor(out["index"])
         if out["dtype"] in (np.int8, np.uint8):
@@ -327,31 +390,57 @@ class Exporter:
             y = (y.astype(np.float32) - zero) * scale
         return y.copy()
 
+    def extra(self, data: bytes, out) -> dict | None:
+        """Task metrics beyond the recipe's metric, of the TFLite file (e.g. FrozenLake's success rate).
+
+        `Splits.extra_metrics` expects the whole network's outputs, so a sub-model gets its own
+        figure instead: the fraction of its outputs that are exactly zero (an L1 code's sparsity).
+        """
+        if self.output_layer:
+            return {f"{self.output_layer}_zero_fraction": round(float(self.np.mean(out == 0)), 6),
+                    "note": f"on the test split, {self.output_layer!r} outputs of this file"}
+        if self.splits.extra_metrics is None:
+            return None
+
+        def predict(x):  # no `.model`: metrics that need the Keras model skip themselves
+            return self.run_tflite(data, self.model_input(x))
+
+        return self.splits.extra_metrics(predict)
+
     def measure(self, data: bytes, dense: bool) -> dict:
-        """`runs`, `error`, `accuracy` and `parity` of one file."""
+        """`runs`, `error`, `metric`, `score`, `accuracy`, `parity` and `extra` of one file."""
         np = self.np
+        failed = {"runs": False, "metric": self.metric, "score": None, "accuracy": None, "parity": None, "extra": None}
         try:
             out = self.run_tflite(data)
         except Exception as e:  # noqa: BLE001 - LiteRT raises RuntimeError/ValueError with its message
-            return {"runs": False, "error": _runtime_message(e), "accuracy": None, "parity": None}
+            return {**failed, "error": _runtime_message(e)}
         reference = self.keras_out["dense" if dense else "sparse"]
-        return {"runs": True, "error": None,
-                "accuracy": round(float(np.mean(np.argmax(out, axis=1) == self.y_test)), 6),
-                "parity": {"max_abs_diff": float(np.max(np.abs(out - reference))),
-                           "top1_agreement": round(float(np.mean(np.argmax(out, 1) == np.argmax(reference, 1))), 6)}}
+        score = self.score(out)
+        top1 = None
+        if self.metric == "accuracy":
+            top1 = round(float(np.mean(np.argmax(out, 1) == np.argmax(reference, 1))), 6)
+        return {"runs": True, "error": None, "metric": self.metric, "score": score,
+                "accuracy": score if self.metric == "accuracy" else None,
+                "parity": {"max_abs_diff": float(np.max(np.abs(out - reference))), "top1_agreement": top1},
+                "extra": self.extra(data, out)}
 
     # -- metadata
     def sparsity(self, model) -> dict:
-        """Zero fractions of the pruned layers' kernels (all kernels with zeros for a bare model)."""
+        """Zero fractions of the pruned layers' kernels (all kernels with zeros for a bare model).
+
+        `prunable_kernel` is the weight TF-MOT prunes (kernel, depthwise kernel or embeddings),
+        so a text model's embedding table counts.
+        """
+        from tfsparse.pruning import prunable_kernel
+
         np = self.np
         layers = {}
         for layer in model.layers:
-            kernel = getattr(layer, "kernel", None)
-            if kernel is None:
-                kernel = getattr(layer, "depthwise_kernel", None)
-            if kernel is None:
+            try:
+                w = prunable_kernel(layer).numpy()
+            except ValueError:  # no prunable weight (input, pooling, activity regularisation)
                 continue
-            w = kernel.numpy()
             if self.source.pruned_layers is not None:
                 if layer.name in self.source.pruned_layers:
                     layers[layer.name] = (int(np.sum(w == 0)), int(w.size))
@@ -364,16 +453,23 @@ class Exporter:
 
     def metadata(self, variant: str, dense: bool, sparsity: dict) -> dict:
         shape = [1, *self.x_test.shape[1:]]
-        pre = {k: v for k, v in self.splits.preprocessing.items()}
+        pre = dict(self.splits.preprocessing)
+        # The data set's own formula (log-mel, standardised frame) when it has one; the image one otherwise.
+        formula = pre.get("formula") or ("input = pixel * scale + offset" if "scale" in pre else
+                                         "input = token ids from the tokenizer in normalisation, 0 = padding"
+                                         if pre.get("kind") == "tokens" else
+                                         "input = the stored example as is (see normalisation)")
+        model = self.dense if dense else self.sparse
         return {"tfsparse_version": tfsparse.__version__, "recipe": self.source.name,
                 "recipe_file": self.source.recipe_path, "architecture": self.source.recipe.model.name,
                 "variant": variant, "dense": dense, "labels": list(self.splits.labels),
                 **({"int8_weights": self.int8_weights} if variant.startswith("int8") else {}),
-                "input": {"name": INPUT_NAME, "shape": shape, "dtype": "float32",
-                          "layout": pre.get("layout", "NHWC"), "normalisation": pre,
-                          "formula": "input = pixel * scale + offset"},
-                "output": {"name": OUTPUT_NAME, "shape": [1, len(self.splits.labels)], "dtype": "float32",
-                           "meaning": "softmax probabilities, index = label"},
+                **({"output_layer": self.output_layer} if self.output_layer else {}),
+                "metric": self.metric,
+                "input": {"name": self.input_name, "shape": shape, "dtype": self.input_dtype.name,
+                          "layout": pre.get("layout", "NHWC"), "normalisation": pre, "formula": formula},
+                "output": {"name": self.output_name, "shape": [1, *model.output_shape[1:]], "dtype": "float32",
+                           "meaning": self.output_meaning()},
                 "sparsity": sparsity}
 
 
@@ -382,9 +478,14 @@ def _progress(entry: dict, out_dir: Path) -> str:
     size = f"{entry['bytes'] / 1024:8.1f} KiB  x{entry['size_ratio_vs_dense']:<5.2f}"
     if not entry["runs"]:
         return f"  {entry['variant']:<12} {kind} {size}  FAILS TO RUN  -> {out_dir / entry['path']}"
-    x = entry["xnnpack"]
-    return (f"  {entry['variant']:<12} {kind} {size}  accuracy {entry['accuracy']:.4f}  "
-            f"agreement {100 * entry['parity']['top1_agreement']:.2f}%  "
+    x, parity = entry["xnnpack"], entry["parity"]
+    score = "" if entry["score"] is None else f"{entry['metric']} {entry['score']:.4f}  "
+    agreement = (f"agreement {100 * parity['top1_agreement']:.2f}%" if parity["top1_agreement"] is not None
+                 else f"max |diff| {parity['max_abs_diff']:.2g}")
+    extra = entry.get("extra") or {}
+    highlight = "".join(f"{k} {v:.4f}  " for k, v in extra.items()
+                        if k in ("success_rate", "reconstruction_mse") or k.endswith("_zero_fraction"))
+    return (f"  {entry['variant']:<12} {kind} {size}  {score}{agreement}  {highlight}"
             f"xnnpack {x['verdict']} ({x['sparse_clusters']} sparse cluster(s))  -> {out_dir / entry['path']}")
 
 
@@ -420,15 +521,18 @@ def export(source: Source, variants: list[str], out_dir: Path,
                  "error": measured["error"], "bytes": report["bytes"], "gzip_bytes": report["gzip_bytes"],
                  "size_ratio_vs_dense": round(dense_bytes / len(data), 3),
                  "sparse_tensors": summary["sparse_tensors"], "densify_ops": summary["densify_ops"],
-                 "accuracy": measured["accuracy"], "parity": measured["parity"], "xnnpack": summary["xnnpack"]}
+                 "metric": measured["metric"], "score": measured["score"], "accuracy": measured["accuracy"],
+                 "parity": measured["parity"], "extra": measured["extra"], "xnnpack": summary["xnnpack"]}
         entries.append(entry)
         print(_progress(entry, out_dir), flush=True)
     manifest = {"model": source.name, "architecture": source.recipe.model.name, "recipe": source.recipe_path,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "tfsparse_version": tfsparse.__version__, "int8_weights": int8_weights,
                 "test_examples": int(len(exporter.y_test)),
-                "keras_accuracy": {"dense": round(exporter.keras_accuracy("dense"), 6),
-                                   "sparse": round(exporter.keras_accuracy("sparse"), 6)},
+                "metric": exporter.metric, **({"output_layer": exporter.output_layer} if exporter.output_layer else {}),
+                "keras_score": {w: exporter.keras_score(w) for w in ("dense", "sparse")},
+                "keras_accuracy": ({w: exporter.keras_accuracy(w) for w in ("dense", "sparse")}
+                                   if exporter.metric == "accuracy" else None),
                 "sparsity": sparse_sparsity, "files": entries}
     atomic.write_json(out_dir / MANIFEST_NAME, manifest)
     return manifest, [e for e in entries if not e["runs"]]
