@@ -25,9 +25,9 @@ $(VENV)/.installed: pyproject.toml
 data: install
 	$(PY) -m tfsparse.datasets fetch
 
+# train -> export -> bench (host, emulated arm64) -> report + model card; resumable.
 demo: data
-	$(PY) -m tfsparse.train $(RECIPE)
-	$(PY) -m tfsparse.export runs/$(basename $(notdir $(RECIPE)))
+	$(PY) -m tfsparse.pipeline $(RECIPE)
 
 test: data
 	$(PY) -m pytest -q

@@ -6,13 +6,15 @@
     python -m tfsparse.pipeline models/mobilenet_v1.toml --skip-arm64     # no qemu provisioning
     python -m tfsparse.pipeline models/mobilenet_v1.toml --arm64-variants fp32 --runs 5   # shorter arm64 bench
 
-Everything goes under `--out` (default `reports/<recipe>`):
+Without `--out`, the training run goes to `runs/<name>/`, the files to ship to
+`export/<name>/` (.tflite files, manifest.json, README.md model card) and the rest to
+`reports/<name>/`:
 
-    runs/<name>/        the training run (python -m tfsparse.train)
-    export/<name>/      the files to ship: .tflite files, manifest.json, README.md (model card)
     bench/host.json, bench/arm64-emu.json, bench/android/   (python -m tfsparse.bench, android_bench)
     report.md, results.csv, results.json, *_vs_sparsity.png (tfsparse.report)
     pipeline.json       what each stage did and how long it took
+
+With `--out DIR` everything (also `runs/<name>/` and `export/<name>/`) goes under DIR.
 
 `<name>` is the recipe's file name (`--name` to change it; the sweep uses `<recipe>-sp90`).
 Each stage runs as its own command-line program with this Python, and the pipeline is
@@ -143,9 +145,13 @@ class Pipeline:
     def __init__(self, args):
         self.args = args
         self.name = args.name or Path(args.recipe).stem
-        self.out = Path(args.out or Path("reports") / Path(args.recipe).stem)
-        self.run_dir = self.out / "runs" / self.name
-        self.export_dir = self.out / "export" / self.name
+        self.out = Path(args.out or Path("reports") / self.name)
+        if args.out:  # a self-contained folder (sweep points, experiments)
+            self.run_dir = self.out / "runs" / self.name
+            self.export_dir = self.out / "export" / self.name
+        else:  # the project's layout: runs/<name>, export/<name> (what users ship), reports/<name>
+            self.run_dir = Path("runs") / self.name
+            self.export_dir = Path("export") / self.name
         self.bench_dir = self.out / "bench"
         bench = QUICK_BENCH if args.quick else FULL_BENCH
         self.bench_opts = ["--runs", str(args.runs or bench["runs"]), "--warmup", str(bench["warmup"])]
