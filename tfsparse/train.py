@@ -106,6 +106,8 @@ class RunState:
 def main(argv=None):
     args = parse_args(argv)
     run_dir = Path(args.out or Path("runs") / Path(args.recipe).stem)
+    if run_dir.exists() and not run_dir.is_dir() or run_dir.is_symlink() and not run_dir.exists():
+        raise UserError(f"--out {run_dir}: exists and is not a folder (or is a dangling link)")
     if args.resume:
         if not (run_dir / STATE).is_file():
             raise UserError(f"--resume: no run to resume in {run_dir} (no {STATE})")
