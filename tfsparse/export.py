@@ -198,6 +198,19 @@ def _runtime_message(error: Exception) -> str:
 INPUT_NAMES = {"tokens": "tokens", "one_hot_state": "state", "log_mel": "log_mel", "log_mel_frame": "frame"}
 
 
+def metric_score(metric: str | None, out, y) -> float | None:
+    """`[train] metric` of model outputs `out` against targets `y`, as Keras computes it in
+    `tfsparse.trainer.Trainer.score`: top-1 accuracy (labels), or mean squared / absolute error."""
+    import numpy as np
+
+    if metric is None:
+        return None
+    if metric == "accuracy":
+        return round(float(np.mean(np.argmax(out, axis=1) == np.asarray(y))), 6)
+    error = np.asarray(out, np.float64) - np.asarray(y, np.float64).reshape(np.shape(out))
+    return float(np.mean(error ** 2) if metric == "mse" else np.mean(np.abs(error)))
+
+
 class Exporter:
     """Converts, checks and measures; one instance per export (holds the data and Keras outputs).
 
@@ -278,13 +291,7 @@ class Exporter:
     # -- scores
     def score(self, out) -> float | None:
         """The recipe's metric of outputs `out` on the test split; None for a sub-model."""
-        np = self.np
-        if self.metric is None:
-            return None
-        if self.metric == "accuracy":
-            return round(float(np.mean(np.argmax(out, axis=1) == self.y_test)), 6)
-        error = np.asarray(out, np.float64) - self.y_test.reshape(np.shape(out))
-        return float(np.mean(error ** 2) if self.metric == "mse" else np.mean(np.abs(error)))
+        return metric_score(self.metric, out, self.y_test)
 
     def keras_score(self, which: str) -> float | None:
         return self.score(self.keras_out[which])
