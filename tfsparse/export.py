@@ -19,15 +19,26 @@ trained with `--out`):
   stored fp16); `int8-dynamic` (int8 weights, float activations); `int8` (full-integer,
   calibrated on `[export] representative_examples` training images, `TFLITE_BUILTINS_INT8`).
 - `manifest.json` (schema in `tfsparse.manifest`): per file sizes, the ratio to the dense
-  baseline, sparse tensor / DENSIFY counts, LiteRT test-split accuracy, parity with Keras
-  and the inspector's XNNPACK verdict.
+  baseline, sparse tensor / DENSIFY counts, LiteRT test-split `score` in the recipe's
+  `[train] metric` (`accuracy` too when that metric is accuracy, else null), parity with
+  Keras (`top1_agreement` null for a regression), `extra` (the data set's own metrics of
+  this file, e.g. FrozenLake's success rate) and the inspector's XNNPACK verdict.
 
 Decisions an app developer should know:
-- Every file has one signature, `serving_default`, with input `image` (float32, batch 1,
+- Every file has one signature, `serving_default`, batch 1. Images: input `image` (float32,
   NHWC, already normalised: `pixel * scale + offset`) and output `probabilities` (softmax).
-  The `int8` variant keeps float input and output (the converter adds QUANTIZE/DEQUANTIZE
+  Other data sets name the input by kind (`tokens`: int32 token ids, the model's own
+  dtype; `state`, `log_mel`, `frame`) and describe the transform in the metadata
+  (`input.normalisation` is `Splits.preprocessing` as is: tokenizer and vocabulary, log-mel
+  parameters). A regression's output is `prediction`.
+- `[export] output_layer = "code"` exports the sub-model up to that layer (the speech
+  autoencoder's encoder as a feature extractor, output named after the layer): it has no
+  task metric, only parity with the same Keras sub-model, and `extra` holds the fraction
+  of its outputs that are exactly zero.
+- The `int8` variant keeps float input and output (the converter adds QUANTIZE/DEQUANTIZE
   at the edges), so app code is the same for every variant.
-- Labels, input normalisation, shapes and layout, sparsity figures, recipe, variant and
+- Labels, input normalisation, shapes and layout, sparsity figures (of the pruned kernels,
+  embedding tables included), recipe, variant and
   tfsparse version are stored in the file's metadata under the name "tfsparse"
   (`tfsparse.tflite_metadata.read`, or `python -m tfsparse.inspect FILE`).
 - Every file is loaded and run with LiteRT's default delegate (XNNPACK) before it is kept.
@@ -474,7 +485,7 @@ class Exporter:
                 **({"output_layer": self.output_layer} if self.output_layer else {}),
                 "metric": self.metric,
                 "input": {"name": self.input_name, "shape": shape, "dtype": self.input_dtype.name,
-                          "layout": pre.get("layout", "NHWC"), "normalisation": pre, "formula": formula},
+                          "layout": pre.get("layout", "NHWC" if "kind" not in pre else "batch x features"), "normalisation": pre, "formula": formula},
                 "output": {"name": self.output_name, "shape": [1, *model.output_shape[1:]], "dtype": "float32",
                            "meaning": self.output_meaning()},
                 "sparsity": sparsity}
