@@ -22,6 +22,11 @@ As written by `python -m tfsparse.export` (see its docstring):
 - `accuracy` is LiteRT (default XNNPACK delegate) top-1 on the test split; `parity`
   compares with the sparse Keras model for sparse files and the dense one for the
   baseline; `size_ratio_vs_dense` = dense fp32 bytes / this file's bytes.
+- `metric` is the recipe's `[train] metric`; top level `keras_score: {"dense", "sparse"}`
+  and per file `score` use it (`accuracy`/`keras_accuracy` are null unless it is accuracy;
+  `parity.top1_agreement` is null for regressions). Per file `extra` holds the data set's
+  task metrics measured through LiteRT (e.g. FrozenLake's success rate). `output_layer`
+  is set when only a sub-model (an autoencoder's encoder) was exported.
 - A file that failed to run has `"runs": false`, `error` = the runtime's message,
   `accuracy` and `parity` null, and lies under `failed/` (kept for inspection only).
 """
