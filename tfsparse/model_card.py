@@ -21,6 +21,7 @@ from typing import Sequence
 
 from tfsparse import atomic, manifest as manifest_io, report, tflite_metadata
 from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.report_export import format_pct, format_size
 
 PROG = "tfsparse.model_card"
 CARD_NAME = "README.md"
@@ -83,19 +84,18 @@ def card(export_dir: Path, point: dict | None = None) -> str:
     norm = inp.get("normalisation", {})
     labels = info.get("labels") or []
     sparsity = manifest.get("sparsity") or {}
-    keras = manifest.get("keras_accuracy") or {}
     pick = _shipping_choice(manifest)
     shape = inp.get("shape", ["?"])
     pick_name = pick["path"] if pick else f"{name}.dense.fp32.tflite"
 
     lines = [f"# {name}: sparse TFLite models for XNNPACK", "",
              f"`{manifest.get('architecture', '?')}` trained with recipe `{manifest.get('recipe', '?')}`, "
-             f"pruned to {report._pct(sparsity.get('overall'))} zeros in its pruned layers "
-             f"(target {report._pct(sparsity.get('target'))}) and exported by tfsparse "
+             f"pruned to {format_pct(sparsity.get('overall'))} zeros in its pruned layers "
+             f"(target {format_pct(sparsity.get('target'))}) and exported by tfsparse "
              f"{manifest.get('tfsparse_version', '?')} on {manifest.get('created', '?')}.", ""]
     if pick:
-        lines += [f"**Ship `{pick['path']}`** ({report._size(pick.get('bytes'))}, "
-                  f"{report._pct(pick.get('accuracy'))} test accuracy, XNNPACK verdict "
+        lines += [f"**Ship `{pick['path']}`** ({format_size(pick.get('bytes'))}, "
+                  f"{format_pct(pick.get('accuracy'))} test accuracy, XNNPACK verdict "
                   f"`{(pick.get('xnnpack') or {}).get('verdict')}`) unless the table says otherwise for your target.", ""]
     lines += ["## Files", "", report_table(manifest), ""]
     lines += ["## Input and output", "",
@@ -112,10 +112,10 @@ def card(export_dir: Path, point: dict | None = None) -> str:
         lines += [f"| {i} | {label} |" for i, label in enumerate(labels)] + [""]
     layers = sparsity.get("layers") or {}
     if layers:
-        lines += ["## Sparsity", "", f"{len(layers)} pruned layers, {report._pct(sparsity.get('overall'))} zero overall "
+        lines += ["## Sparsity", "", f"{len(layers)} pruned layers, {format_pct(sparsity.get('overall'))} zero overall "
                   "(XNNPACK runs a cluster sparse only when its 1x1 weights are more than 2/3 zero). "
                   "All other layers stay dense.", "",
-                  "| layer | zeros |", "|---|---|"] + [f"| {k} | {report._pct(v)} |" for k, v in layers.items()] + [""]
+                  "| layer | zeros |", "|---|---|"] + [f"| {k} | {format_pct(v)} |" for k, v in layers.items()] + [""]
     lines += ["## Latency", ""] + _latency_table(point) + [""]
     lines += ["## SHA-256", "", "```"]
     for entry in manifest["files"]:

@@ -32,6 +32,7 @@ from typing import Sequence
 
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.report_export import format_pct, format_size
 
 PROG = "tfsparse.report"
 TARGETS = ("host", "arm64-emu")  # bench JSON files: bench/<target>.json
@@ -249,16 +250,6 @@ def _threads(rows: list[dict], key: str):
     return next((r["latency"][key]["threads"] for r in rows if key in r["latency"]), "?")
 
 
-def _size(n) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
-
-
-def _pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.2f}%"
-
-
 def _ms(lat: dict | None) -> str:
     if not lat:
         return "-"
@@ -278,8 +269,8 @@ def markdown_table(rows: list[dict]) -> str:
         head += [f"{k} ms ({_threads(rows, k)} thread{'s' if _threads(rows, k) != 1 else ''})", f"{k} speedup"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
-        cells = [r["model"], str(r["variant"]), r["weights"], _pct(r["sparsity"]), r["dense_layers"],
-                 _pct(r["accuracy"]) if r["runs"] else "fails to run", _size(r["bytes"]), _size(r["gzip_bytes"]), r["xnnpack"] or "-"]
+        cells = [r["model"], str(r["variant"]), r["weights"], format_pct(r["sparsity"]), r["dense_layers"],
+                 format_pct(r["accuracy"]) if r["runs"] else "fails to run", format_size(r["bytes"]), format_size(r["gzip_bytes"]), r["xnnpack"] or "-"]
         for k in keys:
             lat = r["latency"].get(k)
             cells += [_ms(lat), "baseline" if r["weights"] == "dense" and lat else _speedup(lat)]

@@ -24,13 +24,15 @@ COLUMNS = ("model", "variant", "weights", "size", "gzip size", "vs dense fp32", 
            "top-1 agreement", "XNNPACK (arm64)")
 
 
-def _size(n) -> str:
+def format_size(n) -> str:
+    """Bytes as KiB/MiB for tables; "-" when unknown."""
     if n is None:
         return "-"
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
 
-def _pct(x) -> str:
+def format_pct(x) -> str:
+    """A fraction as a percentage with 2 decimals; "-" when unknown."""
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
@@ -48,9 +50,9 @@ def rows(manifest: dict) -> list[list[str]]:
         runs = e.get("runs", True)
         out.append([
             str(manifest.get("model", "-")), str(e.get("variant", "-")), "dense" if e["dense"] else "sparse",
-            _size(e.get("bytes")), _size(e.get("gzip_bytes")), "-" if ratio is None else f"{ratio:.2f}x",
-            _pct(e.get("accuracy")) if runs else "fails to run",
-            _pct((e.get("parity") or {}).get("top1_agreement")) if runs else "-",
+            format_size(e.get("bytes")), format_size(e.get("gzip_bytes")), "-" if ratio is None else f"{ratio:.2f}x",
+            format_pct(e.get("accuracy")) if runs else "fails to run",
+            format_pct((e.get("parity") or {}).get("top1_agreement")) if runs else "-",
             _verdict(e) if runs else "-",
         ])
     return out
@@ -63,12 +65,12 @@ def table(manifest: dict) -> str:
     keras = manifest.get("keras_accuracy") or {}
     notes = []
     if keras:
-        notes.append("Keras test accuracy: " + ", ".join(f"{k} {_pct(v)}" for k, v in keras.items())
+        notes.append("Keras test accuracy: " + ", ".join(f"{k} {format_pct(v)}" for k, v in keras.items())
                      + f" ({manifest.get('test_examples', '?')} test images; TFLite accuracy measured with "
                        "LiteRT's default XNNPACK delegate).")
     sparsity = (manifest.get("sparsity") or {}).get("overall")
     if sparsity is not None:
-        notes.append(f"Pruned layers are {_pct(sparsity)} zero overall.")
+        notes.append(f"Pruned layers are {format_pct(sparsity)} zero overall.")
     for e in manifest["files"]:
         if not e.get("runs", True):
             notes.append(f"`{e['path']}` fails to run: {e.get('error')}")
