@@ -550,7 +550,10 @@ def main(argv=None) -> int:
     out = Path(args.out or Path("bench", "android", time.strftime("%Y%m%d-%H%M%S")))
 
     # SIGTERM (CI cancel, kill) takes the same way out as Ctrl-C, so the device is cleaned.
+    # SIGINT explicitly too: a job started in the background (`cmd &`) inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt for it.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     adb = Adb(adb_path)
     emulator = None
     serial = args.serial
