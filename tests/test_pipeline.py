@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tfsparse import report, tflite_metadata
+from tfsparse.report_export import format_pct, format_size
 from tfsparse.paths import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,10 +79,10 @@ def test_pipeline_writes_report_and_model_card_with_the_json_numbers(point):
     for entry in manifest["files"]:
         row = next(line for line in text.splitlines()
                    if line.startswith("| mobilenet_v1-sp50 |") and f"| {'dense' if entry['dense'] else 'sparse'} |" in line)
-        assert report._size(entry["bytes"]) in row and report._size(entry["gzip_bytes"]) in row
-        assert report._pct(entry["accuracy"]) in row
+        assert format_size(entry["bytes"]) in row and format_size(entry["gzip_bytes"]) in row
+        assert format_pct(entry["accuracy"]) in row
         assert report._ms(by_file[Path(entry["path"]).name]) in row
-    assert report._pct(manifest["sparsity"]["overall"]) in text and "host ms (1 thread)" in text
+    assert format_pct(manifest["sparsity"]["overall"]) in text and "host ms (1 thread)" in text
     assert "all but 1x1 convs" in text and "android skipped" in text
 
     # results.csv / results.json carry the same numbers.
@@ -107,7 +108,7 @@ def test_pipeline_writes_report_and_model_card_with_the_json_numbers(point):
     for entry in manifest["files"]:
         digest = hashlib.sha256((export_dir / entry["path"]).read_bytes()).hexdigest()
         assert f"{digest}  {entry['path']}" in card
-        assert report._pct(entry["accuracy"]) in card
+        assert format_pct(entry["accuracy"]) in card
     assert all(f"| {i} | {label} |" in card for i, label in enumerate(info["labels"]))
     assert str(info["input"]["shape"]) in card and str(info["input"]["normalisation"]["scale"]) in card
     assert "setUseXNNPACK(true)" in card and "Interpreter(modelPath:" in card
