@@ -19,6 +19,15 @@ class UserError(Exception):
     """An error in what the user asked for: printed as one line, exit status 2."""
 
 
+def unknown_name(kind: str, name: str, known) -> UserError:
+    """`unknown <kind> 'name' (did you mean ...?)`: the error for a typo in a registry name."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
+    return UserError(f"unknown {kind} {name!r} ({hint})")
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (argparse prints usage + error)."""
 

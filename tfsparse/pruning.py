@@ -210,12 +210,21 @@ def zero_randomly(model, names: list[str], target: float, seed: int) -> None:
     zeros as the masks: magnitude pruning to the same sparsity selects the zeros.
     """
     rng = np.random.default_rng(seed)
+    _zero_first(model, names, target, lambda flat: rng.permutation(flat.size))
+
+
+def zero_smallest(model, names: list[str], target: float) -> None:
+    """Magnitude one-shot pruning: zero the `target` fraction of smallest |w| per kernel."""
+    _zero_first(model, names, target, lambda flat: np.argsort(np.abs(flat), kind="stable"))
+
+
+def _zero_first(model, names: list[str], target: float, order) -> None:
+    """Zeros, in each named kernel, the first `target` fraction of positions in `order(flat)`."""
     for name in names:
         variable = prunable_kernel(model.get_layer(name))
         weights = variable.numpy()
-        n_zero = int(round(target * weights.size))
         flat = weights.reshape(-1).copy()
-        flat[rng.permutation(flat.size)[:n_zero]] = 0
+        flat[order(flat)[:int(round(target * flat.size))]] = 0
         variable.assign(flat.reshape(weights.shape))
 
 

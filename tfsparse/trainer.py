@@ -213,14 +213,7 @@ class Trainer:
         if method == "random":
             pruning.zero_randomly(dense, names, config.final_sparsity, self.recipe.train.seed)
         else:
-            for name in names:
-                variable = pruning.prunable_kernel(dense.get_layer(name))
-                w = variable.numpy()
-                k = int(round(config.final_sparsity * w.size))
-                order = np.argsort(np.abs(w).reshape(-1), kind="stable")
-                flat = w.reshape(-1).copy()
-                flat[order[:k]] = 0
-                variable.assign(flat.reshape(w.shape))
+            pruning.zero_smallest(dense, names, config.final_sparsity)
         # The fixed-mask schedule freezes exactly these zeros during fine-tuning.
         return pruning.one_shot_schedule(config), {"kind": f"one-shot {method}", "begin_step": 1, "end_step": 1,
                                                    "frequency": 1}

@@ -7,13 +7,12 @@ downloads: missing data is a one-line error naming the fetch command.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from tfsparse.cli import UserError
+from tfsparse.cli import unknown_name
 
 
 @dataclass
@@ -60,9 +59,7 @@ def names() -> list[str]:
 def get(name: str):
     registry = _registry()
     if name not in registry:
-        close = difflib.get_close_matches(name, registry, n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(sorted(registry))}"
-        raise UserError(f"unknown data set {name!r} ({hint})")
+        raise unknown_name("data set", name, registry)
     return registry[name]
 
 

@@ -7,11 +7,10 @@ one-line fix instead of a KeyError.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Callable
 
-from tfsparse.cli import UserError
+from tfsparse.cli import UserError, unknown_name
 
 _MODELS: dict[str, Callable] = {}
 
@@ -30,9 +29,7 @@ def list_models() -> list[str]:
 
 def get_builder(name: str) -> Callable:
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, _MODELS, n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(list_models())}"
-        raise UserError(f"unknown model {name!r} ({hint})")
+        raise unknown_name("model", name, _MODELS)
     return _MODELS[name]
 
 
