@@ -33,7 +33,8 @@ def load(path: str, threads: int) -> Interpreter:
 
 
 def random_inputs(interpreter: Interpreter, seed: int) -> dict[str, np.ndarray]:
-    """Seeded inputs by tensor name: floats in [-1, 1], integers over a small range."""
+    """Seeded inputs by tensor name: floats in [-1, 1], 8-bit integers over their range,
+    wider integers (ids) in [0, 128)."""
     rng = np.random.default_rng(seed)
     inputs = {}
     for detail in interpreter.get_input_details():
@@ -42,9 +43,11 @@ def random_inputs(interpreter: Interpreter, seed: int) -> dict[str, np.ndarray]:
             value = rng.uniform(-1.0, 1.0, shape)
         elif dtype == np.bool_:
             value = rng.integers(0, 2, shape)
-        else:
+        elif dtype.itemsize == 1:  # quantized int8/uint8 input: its whole range
             info = np.iinfo(dtype)
-            value = rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape)
+            value = rng.integers(info.min, info.max + 1, shape)
+        else:  # wider integers are ids (tokens, states) indexing a table: keep them small, >= 0
+            value = rng.integers(0, 128, shape)
         inputs[detail["name"]] = value.astype(dtype)
     return inputs
 

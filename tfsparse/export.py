@@ -18,6 +18,9 @@ trained with `--out`):
   (`../shared/docs/xnnpack-sparse.md` sections 2-3). Variants: `fp32`; `fp16` (weights
   stored fp16); `int8-dynamic` (int8 weights, float activations); `int8` (full-integer,
   calibrated on `[export] representative_examples` training images, `TFLITE_BUILTINS_INT8`).
+  Lookup tables (an `Embedding`'s GATHER) are not covered by the converter's pass;
+  `tfsparse.sparse_lookup` stores the pruned ones sparse behind a DENSIFY op as well
+  (float variants), and the manifest lists them under `lookup_tables`.
 - `manifest.json` (schema in `tfsparse.manifest`): per file sizes, the ratio to the dense
   baseline, sparse tensor / DENSIFY counts, LiteRT test-split `score` in the recipe's
   `[train] metric` (`accuracy` too when that metric is accuracy, else null), parity with
@@ -512,6 +515,7 @@ def export(source: Source, variants: list[str], out_dir: Path,
     """Writes every file and the manifest; returns (manifest, failed entries)."""
     from tfsparse import datasets, tflite_metadata
     from tfsparse.inspect import inspect_bytes, manifest_summary
+    from tfsparse.sparse_lookup import sparsify_lookup_tables
 
     # TensorFlow's start-up writes oneDNN/CUDA-probe lines to fd 2 even at TF_CPP_MIN_LOG_LEVEL=2.
     with captured_stderr():
@@ -525,6 +529,9 @@ def export(source: Source, variants: list[str], out_dir: Path,
     for variant, dense in jobs:
         model = exporter.dense if dense else exporter.sparse
         data = exporter.convert(model, variant, sparse=not dense)
+        tables = []
+        if not dense:  # the converter leaves GATHER tables (embeddings) dense; store them sparse
+            data, tables = sparsify_lookup_tables(data)
         data = tflite_metadata.embed(data, exporter.metadata(variant, dense, dense_sparsity if dense else sparse_sparsity))
         measured = exporter.measure(data, dense)
         report = inspect_bytes(data)
@@ -540,14 +547,16 @@ def export(source: Source, variants: list[str], out_dir: Path,
                  "size_ratio_vs_dense": round(dense_bytes / len(data), 3),
                  "sparse_tensors": summary["sparse_tensors"], "densify_ops": summary["densify_ops"],
                  "metric": measured["metric"], "score": measured["score"], "accuracy": measured["accuracy"],
-                 "parity": measured["parity"], "extra": measured["extra"], "xnnpack": summary["xnnpack"]}
+                 "parity": measured["parity"], "extra": measured["extra"], "xnnpack": summary["xnnpack"],
+                 **({"lookup_tables": tables} if tables else {})}
         entries.append(entry)
         print(_progress(entry, out_dir), flush=True)
     manifest = {"model": source.name, "architecture": source.recipe.model.name, "recipe": source.recipe_path,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "tfsparse_version": tfsparse.__version__, "int8_weights": int8_weights,
                 "test_examples": int(len(exporter.y_test)),
-                "metric": exporter.metric, **({"output_layer": exporter.output_layer} if exporter.output_layer else {}),
+                "metric": exporter.metric, "task_metric": splits.task_metric or exporter.metric,
+                **({"output_layer": exporter.output_layer} if exporter.output_layer else {}),
                 "keras_score": {w: exporter.keras_score(w) for w in ("dense", "sparse")},
                 "keras_accuracy": ({w: exporter.keras_accuracy(w) for w in ("dense", "sparse")}
                                    if exporter.metric == "accuracy" else None),

@@ -26,7 +26,11 @@ As written by `python -m tfsparse.export` (see its docstring):
   and per file `score` use it (`accuracy`/`keras_accuracy` are null unless it is accuracy;
   `parity.top1_agreement` is null for regressions). Per file `extra` holds the data set's
   task metrics measured through LiteRT (e.g. FrozenLake's success rate). `output_layer`
-  is set when only a sub-model (an autoencoder's encoder) was exported.
+  is set when only a sub-model (an autoencoder's encoder) was exported. `task_metric` names
+  the task's real score: the `metric`, or a key of `extra` (FrozenLake: `success_rate`).
+- `lookup_tables` (sparse files with a GATHER, e.g. an Embedding): per table `name`,
+  `shape`, `zero_fraction`, `dense_bytes` and `sparse_bytes` as stored in the file (null
+  when it stayed dense, under 30% zeros); see `tfsparse.sparse_lookup`.
 - A file that failed to run has `"runs": false`, `error` = the runtime's message,
   `accuracy` and `parity` null, and lies under `failed/` (kept for inspection only).
 """

@@ -2,6 +2,8 @@
 
     python -m tfsparse.report reports/mobilenet_v1              # regenerate a pipeline report
     python -m tfsparse.report reports/mobilenet_v1-sweep        # ... or a sweep's (has points/)
+    python -m tfsparse.report --tasks reports/bbc_news reports/frozenlake reports/kws_ds_cnn \\
+        reports/speech_autoencoder                              # one row per task (README table)
 
 Reads only what the stages wrote: the run's `metrics.json` and `config.toml`, the export's
 `manifest.json`, and the bench JSON of each target (`bench/host.json`,
@@ -17,7 +19,9 @@ Writes, each atomically, into the folder:
   host when arm64 was skipped): each sparse variant against sparsity, dense baseline marked.
 
 A point (one pipeline run) is summarised in `results.json` as {"name", "target_sparsity",
-"sparsity", "dense_layers", "benchmarks", "rows"}; a sweep's report concatenates its points.
+"sparsity", "dense_layers", "benchmarks", "rows", "task"}; a sweep's report concatenates its
+points. Scores are in the task's metric (`task_metric` of the export manifest: accuracy,
+FrozenLake's success rate, an autoencoder's MSE), `-` where the files have none.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ TARGETS = ("host", "arm64-emu")  # bench JSON files: bench/<target>.json
 ANDROID = "android"
 PLOTS = ("accuracy_vs_sparsity.png", "size_vs_sparsity.png", "latency_vs_sparsity.png")
 CSV_COLUMNS = ["point", "model", "file", "variant", "weights", "target_sparsity", "sparsity", "dense_layers",
-               "accuracy", "bytes", "gzip_bytes", "size_ratio_vs_dense", "xnnpack", "runs"]
+               "accuracy", "metric", "score", "bytes", "gzip_bytes", "size_ratio_vs_dense", "xnnpack", "runs"]
 
 
 # ---- reading one point ------------------------------------------------------------------
@@ -89,6 +93,57 @@ def _android_rows(results: dict) -> tuple[dict, dict]:
                      "note": "benchmark_model on the device, XNNPACK " + ("off" if settings.get("no_xnnpack") else "on")}
 
 
+def task_metric(manifest: dict, metrics: dict) -> str:
+    """The task's real score: the manifest's `task_metric` (a key of each file's `extra`, e.g.
+    FrozenLake's success rate) or else the recipe's training metric."""
+    return manifest.get("task_metric") or manifest.get("metric") or metrics.get("metric") or "accuracy"
+
+
+def file_score(entry: dict, metric: str) -> float | None:
+    """One exported file's task score, measured through LiteRT at export (None: not measured,
+    e.g. an encoder-only export has no reconstruction to score)."""
+    extra = entry.get("extra") or {}
+    value = extra.get(metric) if metric in extra else entry.get("score")
+    return value if isinstance(value, (int, float)) else None
+
+
+def format_score(metric: str | None, value) -> str:
+    """Fractions of correct answers as percentages; errors (mse, mae) with 4 significant digits."""
+    if value is None:
+        return "-"
+    if metric and (metric.endswith("accuracy") or metric.endswith("rate")):
+        return format_pct(value)
+    return f"{value:.4g}"
+
+
+def task_summary(name: str, run_dir: Path, manifest: dict, metrics: dict, rows: list[dict]) -> dict:
+    """One line of the tasks table: the dense fp32 vs sparse fp32 files' task score (LiteRT),
+    or the Keras models' when the files have none, sizes and the arm64-emu speedup."""
+    metric = task_metric(manifest, metrics)
+    try:
+        data = tomllib.loads((run_dir / "config.toml").read_text()).get("data", {}).get("name")
+    except (OSError, tomllib.TOMLDecodeError):
+        data = None
+    dense = next((r for r in rows if r["weights"] == "dense" and r["variant"] == "fp32"), None)
+    sparse = {r["variant"]: r for r in rows if r["weights"] == "sparse" and r["runs"]}
+    fp32 = sparse.get("fp32")
+    scores, measured = {"dense": None, "sparse": None}, "LiteRT fp32"
+    if dense and fp32 and dense["score"] is not None and fp32["score"] is not None:
+        scores = {"dense": dense["score"], "sparse": fp32["score"]}
+    else:
+        extra = metrics.get("extra") or {}
+        for which in scores:
+            value = (extra.get(which) or {}).get(metric, metrics.get(f"{which}_score"))
+            scores[which] = value if isinstance(value, (int, float)) else None
+        measured = "Keras" + (f" (export: {manifest['output_layer']} only)" if manifest.get("output_layer") else "")
+    arm64 = (fp32 or {}).get("latency", {}).get("arm64-emu") or {}
+    return {"recipe": name, "data": data, "architecture": manifest.get("architecture"), "metric": metric,
+            "measured": measured, **scores, "sparsity": (manifest.get("sparsity") or {}).get("overall"),
+            "dense_bytes": dense["bytes"] if dense else None,
+            "sparse_bytes": {variant: r["bytes"] for variant, r in sparse.items()},
+            "arm64_speedup": arm64.get("speedup"), "arm64_threads": arm64.get("threads")}
+
+
 def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -> dict:
     """One pipeline run as a results.json point: a row per exported file plus the bench settings."""
     # Without the run (a bare export folder) the rows still have everything but the recipe's target.
@@ -101,6 +156,7 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
         android = _android_rows(_read_json(bench_dir / ANDROID / "results.json", "android benchmark"))
     left_dense = dense_layers(run_dir / "config.toml")
     sparsity = (manifest.get("sparsity") or {}).get("overall", metrics.get("overall_sparsity"))
+    metric = task_metric(manifest, metrics)
     target = metrics.get("target_sparsity", (manifest.get("sparsity") or {}).get("target"))
     rows = []
     for entry in manifest["files"]:
@@ -110,7 +166,8 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
                "target_sparsity": 0.0 if entry["dense"] else target,
                "sparsity": 0.0 if entry["dense"] else sparsity,
                "dense_layers": "all" if entry["dense"] else left_dense,
-               "accuracy": entry.get("accuracy"), "bytes": entry.get("bytes"), "gzip_bytes": entry.get("gzip_bytes"),
+               "accuracy": entry.get("accuracy"), "metric": metric, "score": file_score(entry, metric),
+               "bytes": entry.get("bytes"), "gzip_bytes": entry.get("gzip_bytes"),
                "size_ratio_vs_dense": entry.get("size_ratio_vs_dense"),
                "xnnpack": (entry.get("xnnpack") or {}).get("verdict"), "runs": entry.get("runs", True),
                "latency": {}}
@@ -133,6 +190,7 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
     return {"name": name, "target_sparsity": target, "sparsity": sparsity, "dense_layers": left_dense,
             "metric": metrics.get("metric", "accuracy"),
             "keras": {"dense": metrics.get("dense_score"), "sparse": metrics.get("sparse_score")},
+            "task": task_summary(name, run_dir, manifest, metrics, rows),
             "benchmarks": described, "rows": rows}
 
 
@@ -215,9 +273,13 @@ def write_plots(out_dir: Path, rows: list[dict]) -> list[Path]:
     """Accuracy, size and latency against sparsity (the plots that have data)."""
     keys = _latency_keys(rows)
     target = "arm64-emu" if "arm64-emu" in keys else ("host" if "host" in keys else None)
+    metric = next((r["metric"] for r in rows if r.get("metric")), "accuracy")
+    percent = format_score(metric, 1.0).endswith("%")
     plots = [
-        _plot(out_dir / PLOTS[0], rows, lambda r: None if r["accuracy"] is None else 100 * r["accuracy"],
-              "test accuracy (%)", "Accuracy vs sparsity (LiteRT, test split)"),
+        # The task's score (accuracy for classifiers; the file name stays for every task).
+        _plot(out_dir / PLOTS[0], rows, lambda r: None if r.get("score") is None else (100 if percent else 1) * r["score"],
+              f"test {metric.replace('_', ' ')}{' (%)' if percent else ''}",
+              f"{metric.replace('_', ' ').capitalize()} vs sparsity (LiteRT, test split)"),
         _plot(out_dir / PLOTS[1], rows, lambda r: None if r["bytes"] is None else r["bytes"] / 1024,
               "file size (KiB)", "TFLite file size vs sparsity", from_zero=True,
               label=lambda r: f"{r['size_ratio_vs_dense']:.1f}x" if r.get("size_ratio_vs_dense") else None),
@@ -264,13 +326,15 @@ def _speedup(lat: dict | None) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     keys = _latency_keys(rows)
-    head = ["model", "variant", "weights", "sparsity", "left dense", "accuracy", "size", "gzip size", "XNNPACK (arm64)"]
+    metric = next((r["metric"] for r in rows if r.get("metric")), "accuracy")
+    head = ["model", "variant", "weights", "sparsity", "left dense", metric.replace("_", " "), "size", "gzip size",
+            "XNNPACK (arm64)"]
     for k in keys:
         head += [f"{k} ms ({_threads(rows, k)} thread{'s' if _threads(rows, k) != 1 else ''})", f"{k} speedup"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["model"], str(r["variant"]), r["weights"], format_pct(r["sparsity"]), r["dense_layers"],
-                 format_pct(r["accuracy"]) if r["runs"] else "fails to run", format_size(r["bytes"]), format_size(r["gzip_bytes"]), r["xnnpack"] or "-"]
+                 format_score(metric, r.get("score", r["accuracy"])) if r["runs"] else "fails to run", format_size(r["bytes"]), format_size(r["gzip_bytes"]), r["xnnpack"] or "-"]
         for k in keys:
             lat = r["latency"].get(k)
             cells += [_ms(lat), "baseline" if r["weights"] == "dense" and lat else _speedup(lat)]
@@ -281,7 +345,9 @@ def markdown_table(rows: list[dict]) -> str:
 def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     rows = [r for p in points for r in p["rows"]]
     lines = [f"# {title}", "", markdown_table(rows)]
-    lines.append("Accuracy: LiteRT top-1 on the test split (default XNNPACK delegate). Sparsity: zero fraction "
+    metric = next((r["metric"] for r in rows if r.get("metric")), "accuracy")
+    lines.append(f"{metric.replace('_', ' ').capitalize()}: LiteRT on the test split (default XNNPACK delegate"
+                 f"{'; top-1' if metric == 'accuracy' else ''}). Sparsity: zero fraction "
                  "of the pruned kernels. Latency: median ms of interleaved runs; speedup = dense fp32 median / "
                  "this file's median in the same run "
                  "(an int8 file's speedup includes what quantization alone gains; XNNPACK runs int8 dense).")
@@ -332,22 +398,66 @@ def write(out_dir: Path, title: str, points: list[dict]) -> list[Path]:
     return [out_dir / "report.md", out_dir / "results.csv", out_dir / "results.json", *written]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    parser.add_argument("folder", help="a pipeline output folder (with results.json) or a sweep folder (with points/)")
-    args = parser.parse_args(argv)
-    folder = Path(args.folder)
+def tasks_table(tasks: list[dict]) -> str:
+    """One row per task (pipeline run): the table of the README's "Beyond images" section."""
+    variants = []
+    for t in tasks:
+        variants += [v for v in t["sparse_bytes"] if v not in variants]
+    threads = next((t["arm64_threads"] for t in tasks if t["arm64_threads"]), 1)
+    head = (["recipe", "data -> model", "metric (measured on)", "dense", "sparse", "sparsity", "TFLite dense fp32"]
+            + [f"sparse {v}" for v in variants]
+            + [f"arm64-emu speedup (fp32, {threads} thread{'s' if threads != 1 else ''})"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for t in tasks:
+        ratio = (lambda n: f"{format_size(n)} ({t['dense_bytes'] / n:.1f}x)" if n and t["dense_bytes"] else format_size(n))
+        cells = [f"`{t['recipe']}`", f"{t['data']} -> {t['architecture']}", f"{t['metric'].replace('_', ' ')} ({t['measured']})",
+                 format_score(t["metric"], t["dense"]), format_score(t["metric"], t["sparse"]), format_pct(t["sparsity"]),
+                 format_size(t["dense_bytes"])] + [ratio(t["sparse_bytes"].get(v)) for v in variants]
+        cells.append(f"{t['arm64_speedup']:.2f}x" if t["arm64_speedup"] else "-")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fresh_points(folder: Path) -> tuple[dict, list[dict]]:
+    """(the folder's results.json, its points re-collected from the stages' outputs)."""
     if not (folder / "results.json").is_file():
         raise UserError(f"{folder}: no results.json (run python -m tfsparse.pipeline or tfsparse.sweep first)")
     previous = _read_json(folder / "results.json", "results")
     points = []
     for p in previous.get("points", []):
-        base = folder / "points" / p["name"] if (folder / "points" / p["name"]).is_dir() else folder
-        fresh = collect_point(p["name"], base / "runs" / p["name"], base / "export" / p["name"], base / "bench")
+        name = p["name"]
+        base = folder / "points" / name if (folder / "points" / name).is_dir() else folder
+        if (base / "export" / name).is_dir():  # a sweep point, or a pipeline run with --out
+            stages = base / "runs" / name, base / "export" / name, base / "bench"
+        else:  # the project's layout (pipeline without --out), run from the repository root
+            stages = Path("runs") / name, Path("export") / name, folder / "bench"
+        fresh = collect_point(name, *stages)
         fresh["skipped"] = p.get("skipped", {})
         points.append(fresh)
-    for path in write(folder, previous.get("title", folder.name), points):
-        print(path)
+    return previous, points
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", metavar="folder",
+                        help="a pipeline output folder (with results.json) or a sweep folder (with points/)")
+    parser.add_argument("--tasks", action="store_true",
+                        help="print one table row per folder's task (metric dense vs sparse, sparsity, sizes, "
+                             "arm64-emu speedup) instead of rewriting each folder's report")
+    parser.add_argument("--out", metavar="FILE", help="with --tasks: write the table here too (atomically)")
+    args = parser.parse_args(argv)
+    if args.out and not args.tasks:
+        raise UserError("--out goes with --tasks (a folder's report is written into the folder)")
+    if args.tasks:
+        table = tasks_table([p["task"] for folder in args.folders for p in _fresh_points(Path(folder))[1]])
+        if args.out:
+            atomic.write_text(Path(args.out), table)
+        print(table, end="")
+        return 0
+    for folder in map(Path, args.folders):
+        previous, points = _fresh_points(folder)
+        for path in write(folder, previous.get("title", folder.name), points):
+            print(path)
     return 0
 
 

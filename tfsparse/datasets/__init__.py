@@ -40,6 +40,9 @@ class Splits:
     # success rate): called with a `predict(x) -> outputs` function for the dense
     # and sparse models (Keras at train time, TFLite at export time).
     extra_metrics: Callable[[Callable], dict] | None = None
+    # The `extra_metrics` key that is the task's real score (FrozenLake: "success_rate"), shown
+    # in reports instead of the recipe's training metric; None: the training metric is.
+    task_metric: str | None = None
 
     @property
     def num_classes(self) -> int:

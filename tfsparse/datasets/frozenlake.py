@@ -149,5 +149,5 @@ def load(data_config, model_args) -> Splits:
                        "map_name": map_name, "num_states": n_states, "actions": ACTIONS,
                        "note": "input = one-hot of the state index (row * ncol + col); "
                                "action = argmax of the output (greedy policy)"},
-        extra_metrics=extra_metrics,
+        extra_metrics=extra_metrics, task_metric="success_rate",
     )
