@@ -92,3 +92,17 @@ def dense_sparse_pairs(path: str | Path) -> list[tuple[Path, Path]]:
         if base is not None:
             pairs.append((mp.parent / base["path"], mp.parent / e["path"]))
     return pairs
+
+
+def task_metric(manifest: dict) -> str:
+    """The task's real score: `task_metric` (a key of each file's `extra`, e.g. FrozenLake's
+    success rate), else the recipe's training `metric`."""
+    return manifest.get("task_metric") or manifest.get("metric") or "accuracy"
+
+
+def file_score(entry: dict, metric: str) -> float | None:
+    """One file's score in `metric`, measured through LiteRT at export (None: not measured;
+    an encoder-only export has no reconstruction to score)."""
+    extra = entry.get("extra") or {}
+    value = extra.get(metric) if metric in extra else entry.get("score")
+    return value if isinstance(value, (int, float)) else None

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from tfsparse import atomic, manifest as manifest_io, report, tflite_metadata
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.report_export import format_pct, format_size
+from tfsparse.report_export import format_pct, format_score, format_size
 
 PROG = "tfsparse.model_card"
 CARD_NAME = "README.md"
@@ -94,8 +94,10 @@ def card(export_dir: Path, point: dict | None = None) -> str:
              f"(target {format_pct(sparsity.get('target'))}) and exported by tfsparse "
              f"{manifest.get('tfsparse_version', '?')} on {manifest.get('created', '?')}.", ""]
     if pick:
-        lines += [f"**Ship `{pick['path']}`** ({format_size(pick.get('bytes'))}, "
-                  f"{format_pct(pick.get('accuracy'))} test accuracy, XNNPACK verdict "
+        metric = manifest_io.task_metric(manifest)
+        score = manifest_io.file_score(pick, metric)
+        scored = f"test {metric.replace('_', ' ')} {format_score(metric, score)}, " if score is not None else ""
+        lines += [f"**Ship `{pick['path']}`** ({format_size(pick.get('bytes'))}, {scored}XNNPACK verdict "
                   f"`{(pick.get('xnnpack') or {}).get('verdict')}`) unless the table says otherwise for your target.", ""]
     lines += ["## Files", "", report_table(manifest), ""]
     lines += ["## Input and output", "",
@@ -123,7 +125,8 @@ def card(export_dir: Path, point: dict | None = None) -> str:
         if path.is_file():
             lines.append(f"{sha256(path)}  {entry['path']}")
     lines += ["```", "", "Check with `sha256sum -c` after copying the lines above into a file.", ""]
-    lines += _android(pick_name, shape, labels, norm) + _ios(pick_name, shape, norm)
+    io = _io_code(inp, out, labels, norm)
+    lines += _android(pick_name, io) + _ios(pick_name, io)
     return "\n".join(lines) + "\n"
 
 
@@ -141,8 +144,36 @@ def report_table(manifest: dict) -> str:
     return table(manifest).rstrip()
 
 
-def _android(file: str, shape: list, labels: list, norm: dict) -> list[str]:
-    h, w, c = (shape[1:4] + ["H", "W", "C"])[:3] if len(shape) >= 4 else ("H", "W", "C")
+def _elements(shape: list) -> int | str:
+    n = 1
+    for d in shape[1:]:
+        if not isinstance(d, int):
+            return "N"
+        n *= d
+    return n
+
+
+def _io_code(inp: dict, out: dict, labels: list, norm: dict) -> dict:
+    """What the loading snippets need: element counts and types, and how to fill the input."""
+    shape, kind = inp.get("shape", ["?"]), norm.get("kind")
+    ints = str(inp.get("dtype", "float32")).startswith("int")
+    if "scale" in norm:
+        fill = (f"for each pixel (row-major, {inp.get('layout', 'NHWC')}), per channel: "
+                f"value = pixel * {norm['scale']} + {norm.get('offset', 0.0)}")
+    elif kind == "tokens":
+        fill = ("token ids from the tokenizer stored in the file's metadata (`input.normalisation`: "
+                "lower-case, vocabulary, out-of-vocabulary id), padded with 0 / truncated to the length")
+    else:
+        fill = f"{inp.get('formula', 'the features as described under Input and output')}"
+    return {"shape": shape, "inputs": _elements(shape), "ints": ints, "fill": fill,
+            "outputs": _elements(out.get("shape", ["?"])), "output_name": out.get("name", "probabilities"),
+            "labels": labels}
+
+
+def _android(file: str, io: dict) -> list[str]:
+    put = "putInt(id)" if io["ints"] else "putFloat(value)"
+    result = (["val best = output[0].indices.maxBy { output[0][it] }  // index into the labels table"]
+              if io["labels"] else [f"// output[0]: the model's {io['output_name']}"])
     return ["## Android (Kotlin, LiteRT Interpreter with XNNPACK)", "",
             f"Copy `{file}` into `app/src/main/assets/` and add to `build.gradle.kts`:", "",
             "```kotlin",
@@ -161,11 +192,12 @@ def _android(file: str, shape: list, labels: list, norm: dict) -> list[str]:
             "    .setNumThreads(1)      // the latency table above is single-threaded",
             "val interpreter = Interpreter(model, options)",
             "",
-            f"val input = ByteBuffer.allocateDirect(4 * {h} * {w} * {c}).order(ByteOrder.nativeOrder())",
-            f"// for each pixel (row-major, NHWC), per channel: input.putFloat(pixel * {norm.get('scale', 1.0)}f + {norm.get('offset', 0.0)}f)",
-            f"val probabilities = Array(1) {{ FloatArray({len(labels) or 'NUM_LABELS'}) }}",
-            "interpreter.run(input.rewind(), probabilities)",
-            "val best = probabilities[0].indices.maxBy { probabilities[0][it] }  // index into the labels table",
+            f"// {io['inputs']} {'int32' if io['ints'] else 'float32'} values, shape {io['shape']}",
+            f"val input = ByteBuffer.allocateDirect(4 * {io['inputs']}).order(ByteOrder.nativeOrder())",
+            f"// {io['fill']}; input.{put} for each",
+            f"val output = Array(1) {{ FloatArray({io['outputs']}) }}",
+            "interpreter.run(input.rewind(), output)",
+            *result,
             "```", "",
             "`FileUtil` is in `com.google.ai.edge.litert:litert-support`; without it, open the asset's file "
             "descriptor and `FileChannel.map` it. Check that sparse inference engaged with `benchmark_model "
@@ -173,7 +205,8 @@ def _android(file: str, shape: list, labels: list, norm: dict) -> list[str]:
             "`Convolution (NCHW, F32) SPMM` operators.", ""]
 
 
-def _ios(file: str, shape: list, norm: dict) -> list[str]:
+def _ios(file: str, io: dict) -> list[str]:
+    kind = "Int32" if io["ints"] else "Float"
     return ["## iOS (Swift, TensorFlowLiteSwift)", "",
             "Add `pod 'TensorFlowLiteSwift'` to the Podfile and the `.tflite` file to the app bundle.", "",
             "```swift",
@@ -185,12 +218,13 @@ def _ios(file: str, shape: list, norm: dict) -> list[str]:
             "options.isXNNPackEnabled = true  // XNNPACK's sparse kernels run on arm64 iPhones",
             "let interpreter = try Interpreter(modelPath: path, options: options)",
             "try interpreter.allocateTensors()",
-            f"// pixels: [Float] of shape {shape} (NHWC), each value = pixel * {norm.get('scale', 1.0)} + {norm.get('offset', 0.0)}",
-            "let data = pixels.withUnsafeBufferPointer { Data(buffer: $0) }",
+            f"// values: [{kind}] of {io['inputs']} elements, shape {io['shape']}: {io['fill']}",
+            "let data = values.withUnsafeBufferPointer { Data(buffer: $0) }",
             "try interpreter.copy(data, toInputAt: 0)",
             "try interpreter.invoke()",
             "let output = try interpreter.output(at: 0)",
-            "let probabilities = output.data.withUnsafeBytes { Array($0.bindMemory(to: Float32.self)) }",
+            f"let {'probabilities' if io['labels'] else io['output_name']} = output.data.withUnsafeBytes "
+            "{ Array($0.bindMemory(to: Float32.self)) }",
             "```", ""]
 
 

@@ -36,7 +36,8 @@ from typing import Sequence
 
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.report_export import format_pct, format_size
+from tfsparse.manifest import file_score
+from tfsparse.report_export import format_pct, format_score, format_size
 
 PROG = "tfsparse.report"
 TARGETS = ("host", "arm64-emu")  # bench JSON files: bench/<target>.json
@@ -94,26 +95,8 @@ def _android_rows(results: dict) -> tuple[dict, dict]:
 
 
 def task_metric(manifest: dict, metrics: dict) -> str:
-    """The task's real score: the manifest's `task_metric` (a key of each file's `extra`, e.g.
-    FrozenLake's success rate) or else the recipe's training metric."""
+    """The manifest's task metric, else the training run's metric."""
     return manifest.get("task_metric") or manifest.get("metric") or metrics.get("metric") or "accuracy"
-
-
-def file_score(entry: dict, metric: str) -> float | None:
-    """One exported file's task score, measured through LiteRT at export (None: not measured,
-    e.g. an encoder-only export has no reconstruction to score)."""
-    extra = entry.get("extra") or {}
-    value = extra.get(metric) if metric in extra else entry.get("score")
-    return value if isinstance(value, (int, float)) else None
-
-
-def format_score(metric: str | None, value) -> str:
-    """Fractions of correct answers as percentages; errors (mse, mae) with 4 significant digits."""
-    if value is None:
-        return "-"
-    if metric and (metric.endswith("accuracy") or metric.endswith("rate")):
-        return format_pct(value)
-    return f"{value:.4g}"
 
 
 def task_summary(name: str, run_dir: Path, manifest: dict, metrics: dict, rows: list[dict]) -> dict:

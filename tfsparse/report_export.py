@@ -5,7 +5,7 @@
     python -m tfsparse.export --table export/mobilenet_v1                # the same
 
 One row per file: model, variant, dense/sparse, size, gzip size, size ratio against the
-dense fp32 baseline, LiteRT test accuracy, top-1 agreement with Keras and the
+dense fp32 baseline, LiteRT test score in the task's metric (accuracy for classifiers), top-1 agreement with Keras and the
 inspector's XNNPACK verdict (what an arm64 phone would run). A file that failed to run
 at export shows "fails to run" and the runtime's message under the table.
 """
@@ -20,7 +20,7 @@ from tfsparse import atomic, manifest as manifest_io
 from tfsparse.cli import ArgumentParser, run_main
 
 PROG = "tfsparse.report_export"
-COLUMNS = ("model", "variant", "weights", "size", "gzip size", "vs dense fp32", "accuracy",
+COLUMNS = ("model", "variant", "weights", "size", "gzip size", "vs dense fp32", "{metric}",
            "top-1 agreement", "XNNPACK (arm64)")
 
 
@@ -36,6 +36,16 @@ def format_pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+def format_score(metric: str | None, value) -> str:
+    """Fractions of correct answers (accuracy, success rate) as percentages; errors (mse, mae)
+    with 4 significant digits; "-" when unknown."""
+    if value is None:
+        return "-"
+    if metric and (metric.endswith("accuracy") or metric.endswith("rate")):
+        return format_pct(value)
+    return f"{value:.4g}"
+
+
 def _verdict(entry: dict) -> str:
     x = entry.get("xnnpack") or {}
     verdict = x.get("verdict", "-")
@@ -44,6 +54,7 @@ def _verdict(entry: dict) -> str:
 
 
 def rows(manifest: dict) -> list[list[str]]:
+    metric = manifest_io.task_metric(manifest)
     out = []
     for e in manifest["files"]:
         ratio = e.get("size_ratio_vs_dense")
@@ -51,7 +62,7 @@ def rows(manifest: dict) -> list[list[str]]:
         out.append([
             str(manifest.get("model", "-")), str(e.get("variant", "-")), "dense" if e["dense"] else "sparse",
             format_size(e.get("bytes")), format_size(e.get("gzip_bytes")), "-" if ratio is None else f"{ratio:.2f}x",
-            format_pct(e.get("accuracy")) if runs else "fails to run",
+            format_score(metric, manifest_io.file_score(e, metric)) if runs else "fails to run",
             format_pct((e.get("parity") or {}).get("top1_agreement")) if runs else "-",
             _verdict(e) if runs else "-",
         ])
@@ -60,14 +71,28 @@ def rows(manifest: dict) -> list[list[str]]:
 
 def table(manifest: dict) -> str:
     """Markdown: the table, the Keras reference accuracies and any runtime failure."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    metric = manifest_io.task_metric(manifest).replace("_", " ")
+    lines = ["| " + " | ".join(c.format(metric=metric) for c in COLUMNS) + " |",
+             "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows(manifest)]
     keras = manifest.get("keras_accuracy") or {}
     notes = []
     if keras:
         notes.append("Keras test accuracy: " + ", ".join(f"{k} {format_pct(v)}" for k, v in keras.items())
-                     + f" ({manifest.get('test_examples', '?')} test images; TFLite accuracy measured with "
+                     + f" ({manifest.get('test_examples', '?')} test examples; TFLite accuracy measured with "
                        "LiteRT's default XNNPACK delegate).")
+    scores = manifest.get("keras_score") or {}
+    if not keras and any(v is not None for v in scores.values()):
+        metric = manifest.get("metric") or "score"
+        notes.append(f"Keras test {metric}: " + ", ".join(f"{k} {format_score(metric, v)}" for k, v in scores.items())
+                     + (f" (the files hold the sub-model up to `{manifest['output_layer']}`)"
+                        if manifest.get("output_layer") else "") + ".")
+    for e in manifest["files"]:
+        for t in e.get("lookup_tables") or []:
+            stored = (f"stored sparse: {format_size(t['dense_bytes'])} -> {format_size(t['sparse_bytes'])}"
+                      if t.get("sparse_bytes") else "stored dense (under 30% zeros)")
+            notes.append(f"`{e['path']}`: lookup table `{t['name']}` {t['shape']}, {format_pct(t['zero_fraction'])} "
+                         f"zeros, {stored}.")
     sparsity = (manifest.get("sparsity") or {}).get("overall")
     if sparsity is not None:
         notes.append(f"Pruned layers are {format_pct(sparsity)} zero overall.")

@@ -5,11 +5,11 @@ weights of ops that declare sparse operands (convolutions, fully connected). An 
 lowers to GATHER, so a table pruned to 90% is written out dense: in a text model that table is
 almost the whole file, and pruning it saved nothing an app downloads.
 
-What: every constant 2-D table read by a GATHER (directly, or through the DEQUANTIZE of an fp16
-export) that is at least `MIN_ZERO_FRACTION` zeros is re-encoded in TFLite's own sparse format
-(rows dense, columns CSR: `array_segments` per row, `array_indices` per non-zero, the smallest
-index type that fits) and read through a builtin DENSIFY op, the same op the converter itself
-inserts before sparse convolution weights. DENSIFY expands the table once, on the first
+What: every constant 2-D float table read only by GATHERs (directly, or through the DEQUANTIZE
+of an fp16 export) that is at least `MIN_ZERO_FRACTION` zeros is re-encoded in TFLite's own
+sparse format (rows dense, columns CSR: `array_segments` per row, `array_indices` per
+non-zero, the smallest index type that fits; fp32 values) and read through a builtin DENSIFY
+op, the same op the converter itself inserts before sparse convolution weights. DENSIFY expands the table once, on the first
 invocation, into a persistent buffer: the file shrinks, run-time memory and the lookups' outputs
 do not change (the export stage checks outputs against the Keras model as for every file).
 """
@@ -66,8 +66,7 @@ def csr_sparsity(fb, table: np.ndarray):
 
 
 def _opcode_index(fb, model, builtin: int, version: int = 1) -> int:
-    """Index of the operator code `builtin`; `version` is what TF 2.21's converter assigns (CAST
-    from fp16: 5), so a runtime too old for the op refuses the file instead of misreading it."""
+    """Index of the operator code `builtin` at `version` (added if the model has none)."""
     for i, code in enumerate(model.operatorCodes):
         if code.builtinCode == builtin and code.version == version:
             return i
@@ -79,29 +78,40 @@ def _opcode_index(fb, model, builtin: int, version: int = 1) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _table_tensors(fb, model, subgraph) -> list[tuple[int, object]]:
-    """(tensor id, DEQUANTIZE op or None) of each constant lookup table: GATHER params, or the
-    input of the DEQUANTIZE (fp16 export) that produces them."""
+def _lookup_tables(fb, model, subgraph) -> list[tuple[int, object | None, list]]:
+    """Constant lookup tables as (tensor id, the DEQUANTIZE between table and GATHERs in an
+    fp16 export or None, the (op, input position) pairs that read the float table)."""
     codes = [c.builtinCode for c in model.operatorCodes]
     producer = {out: op for op in subgraph.operators for out in op.outputs}
-    found = []
+    readers: dict[int, list] = {}
+    for op in subgraph.operators:
+        for position, tensor_id in enumerate(op.inputs):
+            readers.setdefault(tensor_id, []).append((op, position))
+    found = {}
     for op in subgraph.operators:
         if codes[op.opcodeIndex] != fb.BuiltinOperator.GATHER:
             continue
-        tensor_id = op.inputs[0]
-        source = producer.get(tensor_id)
+        read = op.inputs[0]
+        source = producer.get(read)
         dequantize = None
         if source is not None and codes[source.opcodeIndex] == fb.BuiltinOperator.DEQUANTIZE:
             tensor_id, dequantize = source.inputs[0], source
-        elif source is not None:
+        elif source is None:
+            tensor_id = read
+        else:
             continue  # computed, not a constant table
+        # Only tables read by GATHERs alone: a table shared with another op (tied weights)
+        # keeps the layout that op expects.
+        if any(codes[o.opcodeIndex] != fb.BuiltinOperator.GATHER or p != 0 for o, p in readers.get(read, [])):
+            continue
+        if dequantize is not None and len(readers.get(tensor_id, [])) != 1:
+            continue
         tensor = subgraph.tensors[tensor_id]
-        data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+        data = model.buffers[tensor.buffer].data if 0 < tensor.buffer < len(model.buffers) else None
         if (tensor.sparsity is None and data is not None and len(data)
-                and tensor.type in _NUMPY_OF_TFLITE_TYPE and len(tensor.shape) == 2
-                and tensor_id not in [t for t, _ in found]):
-            found.append((tensor_id, dequantize))
-    return found
+                and tensor.type in _NUMPY_OF_TFLITE_TYPE and len(tensor.shape) == 2):
+            found[tensor_id] = (tensor_id, dequantize, readers[read])
+    return list(found.values())
 
 
 def sparsify_lookup_tables(flatbuffer: bytes, min_zero_fraction: float = MIN_ZERO_FRACTION):
@@ -109,17 +119,15 @@ def sparsify_lookup_tables(flatbuffer: bytes, min_zero_fraction: float = MIN_ZER
 
     Returns (new bytes, one dict per table considered: name, shape, zero_fraction, dense_bytes,
     sparse_bytes or None when left dense). Returns the input unchanged when nothing qualifies.
+    A table is re-encoded only when it is at least `min_zero_fraction` zeros and the encoding
+    is smaller than the dense table.
     """
     fb, flatbuffer_utils = _schema()
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
     densify = None
     tables = []
     for subgraph in model.subgraphs:
-        consumers_of = {}
-        for op in subgraph.operators:
-            for position, tensor_id in enumerate(op.inputs):
-                consumers_of.setdefault(tensor_id, []).append((op, position))
-        for tensor_id, dequantize in _table_tensors(fb, model, subgraph):
+        for tensor_id, dequantize, readers in _lookup_tables(fb, model, subgraph):
             tensor = subgraph.tensors[tensor_id]
             table = np.frombuffer(bytes(model.buffers[tensor.buffer].data),
                                   dtype=_NUMPY_OF_TFLITE_TYPE[tensor.type]).reshape(tensor.shape)
@@ -130,36 +138,39 @@ def sparsify_lookup_tables(flatbuffer: bytes, min_zero_fraction: float = MIN_ZER
             tables.append(entry)
             if zero_fraction < min_zero_fraction:
                 continue
-            sparsity, values = csr_sparsity(fb, table)
-            # The sparse constant takes the table's buffer; a new dense tensor (no buffer) takes
-            # its place as the consumers' input and DENSIFY fills it.
-            buffer = model.buffers[tensor.buffer]
-            buffer.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+            # An fp16 table is stored sparse with fp32 values (exactly its fp16 values) and read
+            # without the DEQUANTIZE: GATHER has no fp16 kernel, a CAST after DENSIFY would
+            # convert the whole table on every call, and LiteRT 2.3.0's XNNPACK delegate takes
+            # DENSIFY -> DEQUANTIZE for static convolution weights and leaves a GATHER reading
+            # it all zeros (measured).
+            sparsity, values = csr_sparsity(fb, table.astype(np.float32))
+            sparse_bytes = int(values.nbytes + _index_bytes(sparsity))
+            if sparse_bytes >= table.nbytes:
+                continue
+            # The sparse constant keeps the table's buffer; a new dense fp32 tensor (no buffer)
+            # takes its place as the GATHERs' input and DENSIFY fills it once.
+            model.buffers[tensor.buffer].data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+            tensor.type = fb.TensorType.FLOAT32
+            tensor.sparsity = sparsity
             dense = fb.TensorT()
             dense.shape = np.array(tensor.shape, dtype=np.int32)
-            dense.type = tensor.type
+            dense.type = fb.TensorType.FLOAT32
             dense.name = (entry["name"] + "/densified").encode()
-            dense.quantization = tensor.quantization
             dense.buffer = 0  # the empty buffer: computed at run time
             subgraph.tensors.append(dense)
             dense_id = len(subgraph.tensors) - 1
-            tensor.sparsity = sparsity
-            for op, position in consumers_of.get(tensor_id, []):
+            for op, position in readers:
                 op.inputs[position] = dense_id
+            if dequantize is not None:
+                subgraph.operators.remove(dequantize)  # its output is now read by nobody
             if densify is None:
                 densify = _opcode_index(fb, model, fb.BuiltinOperator.DENSIFY)
-            if dequantize is not None:
-                # fp16 -> fp32 by CAST instead of DEQUANTIZE: LiteRT 2.3.0's XNNPACK delegate
-                # special-cases DENSIFY -> DEQUANTIZE as static conv weights and, when the
-                # consumer is an op it does not take (GATHER), leaves the output all zeros
-                # (measured). CAST converts the same values and runs on the builtin kernel.
-                dequantize.opcodeIndex = _opcode_index(fb, model, fb.BuiltinOperator.CAST, version=5)
             op = fb.OperatorT()
             op.opcodeIndex = densify
             op.inputs = np.array([tensor_id], dtype=np.int32)
             op.outputs = np.array([dense_id], dtype=np.int32)
-            subgraph.operators.insert(0, op)  # before every consumer: keeps execution order valid
-            entry["sparse_bytes"] = int(values.nbytes + _index_bytes(sparsity))
+            subgraph.operators.insert(0, op)  # before every reader: keeps execution order valid
+            entry["sparse_bytes"] = sparse_bytes
     if densify is None:
         return flatbuffer, tables
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), tables
