@@ -254,6 +254,25 @@ def test_kws_smoke_run_prunes_convolutions_and_classifier(tiny_speech_cache, tmp
     assert abs(m["overall_sparsity"] - 0.8) < 0.01
 
 
+@pytest.mark.parametrize("stem, verdict", [("xnnpack", "sparse"), ("hello_edge", "dense")])
+def test_only_the_xnnpack_stem_lets_xnnpack_run_ds_cnn_sparse(stem, verdict):
+    import tensorflow as tf
+
+    from tfsparse.inspect import inspect_bytes, manifest_summary
+    from tfsparse.zoo import create_model
+
+    model = create_model("ds_cnn", filters=16, blocks=2, stem=stem)
+    for layer in model.layers:
+        if layer.name.endswith("_pw"):  # 1x1 convolutions 80% zero, as the recipe prunes them
+            kernel = layer.get_weights()[0]
+            kernel[np.random.default_rng(0).random(kernel.shape) < 0.8] = 0
+            layer.set_weights([kernel])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    assert model.output_shape == (None, 12) and model.get_layer("conv1").output_shape[1:3] == (25, 20)
+    assert manifest_summary(inspect_bytes(converter.convert()))["xnnpack"]["verdict"] == verdict
+
+
 # ---- speech: sparse autoencoder ------------------------------------------------------------
 
 

@@ -130,9 +130,19 @@ def card(export_dir: Path, point: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _elided(value, limit: int = 16):
+    """`value` with long lists (a tokenizer's vocabulary) replaced by their length."""
+    if isinstance(value, dict):
+        return {k: _elided(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and len(value) > limit:
+        return f"<{len(value)} items: in the file's metadata>"
+    return value
+
+
 def _preprocessing(norm: dict, inp: dict) -> str:
     if "scale" not in norm:
-        return f"- Preprocessing: as recorded by the data set: `{norm}`."
+        formula = f"`{inp['formula']}`; " if inp.get("formula") else ""
+        return f"- Preprocessing: {formula}as recorded by the data set: `{_elided(norm)}`."
     text = (f"- Preprocessing: `{inp.get('formula', 'input = pixel * scale + offset')}` with scale = "
             f"{norm['scale']}, offset = {norm.get('offset', 0.0)}, on raw 0-255 values")
     return text + (f" ({norm['note']})." if norm.get("note") else ".")

@@ -118,12 +118,13 @@ def task_summary(name: str, run_dir: Path, manifest: dict, metrics: dict, rows: 
         for which in scores:
             value = (extra.get(which) or {}).get(metric, metrics.get(f"{which}_score"))
             scores[which] = value if isinstance(value, (int, float)) else None
-        measured = "Keras" + (f" (export: {manifest['output_layer']} only)" if manifest.get("output_layer") else "")
+        measured = "Keras" + (f"; the files: encoder to `{manifest['output_layer']}`" if manifest.get("output_layer") else "")
     arm64 = (fp32 or {}).get("latency", {}).get("arm64-emu") or {}
     return {"recipe": name, "data": data, "architecture": manifest.get("architecture"), "metric": metric,
             "measured": measured, **scores, "sparsity": (manifest.get("sparsity") or {}).get("overall"),
             "dense_bytes": dense["bytes"] if dense else None,
             "sparse_bytes": {variant: r["bytes"] for variant, r in sparse.items()},
+            "xnnpack": (fp32 or {}).get("xnnpack"),
             "arm64_speedup": arm64.get("speedup"), "arm64_threads": arm64.get("threads")}
 
 
@@ -329,8 +330,11 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     rows = [r for p in points for r in p["rows"]]
     lines = [f"# {title}", "", markdown_table(rows)]
     metric = next((r["metric"] for r in rows if r.get("metric")), "accuracy")
-    lines.append(f"{metric.replace('_', ' ').capitalize()}: LiteRT on the test split (default XNNPACK delegate"
-                 f"{'; top-1' if metric == 'accuracy' else ''}). Sparsity: zero fraction "
+    # A task metric other than the training one is the data set's own evaluation (FrozenLake: episodes).
+    where = ("the test split" if all(p.get("metric", metric) == metric for p in points)
+             else "the task's own evaluation (see the recipe)")
+    lines.append(f"{metric.replace('_', ' ').capitalize()}: each file run by LiteRT on {where} (default XNNPACK "
+                 f"delegate{'; top-1' if metric == 'accuracy' else ''}). Sparsity: zero fraction "
                  "of the pruned kernels. Latency: median ms of interleaved runs; speedup = dense fp32 median / "
                  "this file's median in the same run "
                  "(an int8 file's speedup includes what quantization alone gains; XNNPACK runs int8 dense).")
@@ -389,13 +393,14 @@ def tasks_table(tasks: list[dict]) -> str:
     threads = next((t["arm64_threads"] for t in tasks if t["arm64_threads"]), 1)
     head = (["recipe", "data -> model", "metric (measured on)", "dense", "sparse", "sparsity", "TFLite dense fp32"]
             + [f"sparse {v}" for v in variants]
-            + [f"arm64-emu speedup (fp32, {threads} thread{'s' if threads != 1 else ''})"])
+            + ["XNNPACK (arm64)", f"arm64-emu speedup (fp32, {threads} thread{'s' if threads != 1 else ''})"])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for t in tasks:
         ratio = (lambda n: f"{format_size(n)} ({t['dense_bytes'] / n:.1f}x)" if n and t["dense_bytes"] else format_size(n))
         cells = [f"`{t['recipe']}`", f"{t['data']} -> {t['architecture']}", f"{t['metric'].replace('_', ' ')} ({t['measured']})",
                  format_score(t["metric"], t["dense"]), format_score(t["metric"], t["sparse"]), format_pct(t["sparsity"]),
                  format_size(t["dense_bytes"])] + [ratio(t["sparse_bytes"].get(v)) for v in variants]
+        cells.append(t.get("xnnpack") or "-")
         cells.append(f"{t['arm64_speedup']:.2f}x" if t["arm64_speedup"] else "-")
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
