@@ -143,9 +143,13 @@ def _preprocessing(norm: dict, inp: dict) -> str:
     if "scale" not in norm:
         formula = f"`{inp['formula']}`; " if inp.get("formula") else ""
         return f"- Preprocessing: {formula}as recorded by the data set: `{_elided(norm)}`."
+    image = norm.get("kind", "image") == "image"
     text = (f"- Preprocessing: `{inp.get('formula', 'input = pixel * scale + offset')}` with scale = "
-            f"{norm['scale']}, offset = {norm.get('offset', 0.0)}, on raw 0-255 values")
-    return text + (f" ({norm['note']})." if norm.get("note") else ".")
+            f"{norm['scale']}, offset = {norm.get('offset', 0.0)}" + (", on raw 0-255 values" if image else ""))
+    text += f" ({norm['note']})." if norm.get("note") else "."
+    if not image:  # the front end's exact parameters (log-mel: window, hop, mel scale, ...)
+        text += f" Front end: `{_elided({k: v for k, v in norm.items() if k not in ('note', 'scale', 'offset')})}`."
+    return text
 
 
 def report_table(manifest: dict) -> str:
@@ -168,8 +172,9 @@ def _io_code(inp: dict, out: dict, labels: list, norm: dict) -> dict:
     shape, kind = inp.get("shape", ["?"]), norm.get("kind")
     ints = str(inp.get("dtype", "float32")).startswith("int")
     if "scale" in norm:
-        fill = (f"for each pixel (row-major, {inp.get('layout', 'NHWC')}), per channel: "
-                f"value = pixel * {norm['scale']} + {norm.get('offset', 0.0)}")
+        what = "pixel" if norm.get("kind", "image") == "image" else norm.get("kind", "feature")
+        fill = (f"for each {what} value (row-major, {inp.get('layout', 'NHWC')}): "
+                f"value = {what} * {norm['scale']} + {norm.get('offset', 0.0)}")
     elif kind == "tokens":
         fill = ("token ids from the tokenizer stored in the file's metadata (`input.normalisation`: "
                 "lower-case, vocabulary, out-of-vocabulary id), padded with 0 / truncated to the length")

@@ -330,11 +330,17 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     rows = [r for p in points for r in p["rows"]]
     lines = [f"# {title}", "", markdown_table(rows)]
     metric = next((r["metric"] for r in rows if r.get("metric")), "accuracy")
+    label = metric.upper() if metric in ("mse", "mae") else metric.replace("_", " ").capitalize()
     # A task metric other than the training one is the data set's own evaluation (FrozenLake: episodes).
     where = ("the test split" if all(p.get("metric", metric) == metric for p in points)
              else "the task's own evaluation (see the recipe)")
-    lines.append(f"{metric.replace('_', ' ').capitalize()}: each file run by LiteRT on {where} (default XNNPACK "
-                 f"delegate{'; top-1' if metric == 'accuracy' else ''}). Sparsity: zero fraction "
+    if all(r.get("score") is None for r in rows):  # a sub-model export (an autoencoder's encoder)
+        measured = (f"{label}: not a property of these files (a sub-model); the Keras models' is in the "
+                    "training run's metrics.json.")
+    else:
+        measured = (f"{label}: each file run by LiteRT on {where} (default XNNPACK "
+                    f"delegate{'; top-1' if metric == 'accuracy' else ''}).")
+    lines.append(f"{measured} Sparsity: zero fraction "
                  "of the pruned kernels. Latency: median ms of interleaved runs; speedup = dense fp32 median / "
                  "this file's median in the same run "
                  "(an int8 file's speedup includes what quantization alone gains; XNNPACK runs int8 dense).")
