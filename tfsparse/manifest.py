@@ -94,10 +94,10 @@ def dense_sparse_pairs(path: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def task_metric(manifest: dict) -> str:
+def task_metric(manifest: dict, default: str = "accuracy") -> str:
     """The task's real score: `task_metric` (a key of each file's `extra`, e.g. FrozenLake's
-    success rate), else the recipe's training `metric`."""
-    return manifest.get("task_metric") or manifest.get("metric") or "accuracy"
+    success rate), else the recipe's training `metric`, else `default`."""
+    return manifest.get("task_metric") or manifest.get("metric") or default
 
 
 def file_score(entry: dict, metric: str) -> float | None:

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from tfsparse import atomic, manifest as manifest_io, report, tflite_metadata
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.report_export import format_pct, format_score, format_size
+from tfsparse.report_export import format_pct, format_score, format_size, metric_label
 
 PROG = "tfsparse.model_card"
 CARD_NAME = "README.md"
@@ -96,7 +96,7 @@ def card(export_dir: Path, point: dict | None = None) -> str:
     if pick:
         metric = manifest_io.task_metric(manifest)
         score = manifest_io.file_score(pick, metric)
-        scored = f"test {metric.replace('_', ' ')} {format_score(metric, score)}, " if score is not None else ""
+        scored = f"test {metric_label(metric)} {format_score(metric, score)}, " if score is not None else ""
         lines += [f"**Ship `{pick['path']}`** ({format_size(pick.get('bytes'))}, {scored}XNNPACK verdict "
                   f"`{(pick.get('xnnpack') or {}).get('verdict')}`) unless the table says otherwise for your target.", ""]
     lines += ["## Files", "", report_table(manifest), ""]

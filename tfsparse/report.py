@@ -36,8 +36,8 @@ from typing import Sequence
 
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.manifest import file_score
-from tfsparse.report_export import format_pct, format_score, format_size
+from tfsparse.manifest import file_score, task_metric
+from tfsparse.report_export import format_pct, format_score, format_size, metric_label
 
 PROG = "tfsparse.report"
 TARGETS = ("host", "arm64-emu")  # bench JSON files: bench/<target>.json
@@ -94,15 +94,10 @@ def _android_rows(results: dict) -> tuple[dict, dict]:
                      "note": "benchmark_model on the device, XNNPACK " + ("off" if settings.get("no_xnnpack") else "on")}
 
 
-def task_metric(manifest: dict, metrics: dict) -> str:
-    """The manifest's task metric, else the training run's metric."""
-    return manifest.get("task_metric") or manifest.get("metric") or metrics.get("metric") or "accuracy"
-
-
 def task_summary(name: str, run_dir: Path, manifest: dict, metrics: dict, rows: list[dict]) -> dict:
     """One line of the tasks table: the dense fp32 vs sparse fp32 files' task score (LiteRT),
     or the Keras models' when the files have none, sizes and the arm64-emu speedup."""
-    metric = task_metric(manifest, metrics)
+    metric = task_metric(manifest, metrics.get("metric", "accuracy"))
     try:
         data = tomllib.loads((run_dir / "config.toml").read_text()).get("data", {}).get("name")
     except (OSError, tomllib.TOMLDecodeError):
@@ -140,7 +135,7 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
         android = _android_rows(_read_json(bench_dir / ANDROID / "results.json", "android benchmark"))
     left_dense = dense_layers(run_dir / "config.toml")
     sparsity = (manifest.get("sparsity") or {}).get("overall", metrics.get("overall_sparsity"))
-    metric = task_metric(manifest, metrics)
+    metric = task_metric(manifest, metrics.get("metric", "accuracy"))
     target = metrics.get("target_sparsity", (manifest.get("sparsity") or {}).get("target"))
     rows = []
     for entry in manifest["files"]:
@@ -253,17 +248,22 @@ def _label_points(ax, labels: list[tuple]) -> None:
             previous = at
 
 
+def _rows_metric(rows: list[dict]) -> str:
+    """The task metric the rows are scored in (every point of a report shares its recipe)."""
+    return next((r["metric"] for r in rows if r.get("metric")), "accuracy")
+
+
 def write_plots(out_dir: Path, rows: list[dict]) -> list[Path]:
     """Accuracy, size and latency against sparsity (the plots that have data)."""
     keys = _latency_keys(rows)
     target = "arm64-emu" if "arm64-emu" in keys else ("host" if "host" in keys else None)
-    metric = next((r["metric"] for r in rows if r.get("metric")), "accuracy")
+    metric = _rows_metric(rows)
     percent = format_score(metric, 1.0).endswith("%")
     plots = [
         # The task's score (accuracy for classifiers; the file name stays for every task).
         _plot(out_dir / PLOTS[0], rows, lambda r: None if r.get("score") is None else (100 if percent else 1) * r["score"],
-              f"test {metric.replace('_', ' ')}{' (%)' if percent else ''}",
-              f"{metric.replace('_', ' ').capitalize()} vs sparsity (LiteRT, test split)"),
+              f"test {metric_label(metric)}{' (%)' if percent else ''}",
+              f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]} vs sparsity (LiteRT)"),
         _plot(out_dir / PLOTS[1], rows, lambda r: None if r["bytes"] is None else r["bytes"] / 1024,
               "file size (KiB)", "TFLite file size vs sparsity", from_zero=True,
               label=lambda r: f"{r['size_ratio_vs_dense']:.1f}x" if r.get("size_ratio_vs_dense") else None),
@@ -310,8 +310,8 @@ def _speedup(lat: dict | None) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     keys = _latency_keys(rows)
-    metric = next((r["metric"] for r in rows if r.get("metric")), "accuracy")
-    head = ["model", "variant", "weights", "sparsity", "left dense", metric.replace("_", " "), "size", "gzip size",
+    metric = _rows_metric(rows)
+    head = ["model", "variant", "weights", "sparsity", "left dense", metric_label(metric), "size", "gzip size",
             "XNNPACK (arm64)"]
     for k in keys:
         head += [f"{k} ms ({_threads(rows, k)} thread{'s' if _threads(rows, k) != 1 else ''})", f"{k} speedup"]
@@ -329,17 +329,17 @@ def markdown_table(rows: list[dict]) -> str:
 def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     rows = [r for p in points for r in p["rows"]]
     lines = [f"# {title}", "", markdown_table(rows)]
-    metric = next((r["metric"] for r in rows if r.get("metric")), "accuracy")
-    label = metric.upper() if metric in ("mse", "mae") else metric.replace("_", " ").capitalize()
+    metric = _rows_metric(rows)
+    label = metric_label(metric)[0].upper() + metric_label(metric)[1:]
     # A task metric other than the training one is the data set's own evaluation (FrozenLake: episodes).
     where = ("the test split" if all(p.get("metric", metric) == metric for p in points)
-             else "the task's own evaluation (see the recipe)")
+             else "the task's own evaluation, described in the recipe")
     if all(r.get("score") is None for r in rows):  # a sub-model export (an autoencoder's encoder)
         measured = (f"{label}: not a property of these files (a sub-model); the Keras models' is in the "
                     "training run's metrics.json.")
     else:
-        measured = (f"{label}: each file run by LiteRT on {where} (default XNNPACK "
-                    f"delegate{'; top-1' if metric == 'accuracy' else ''}).")
+        measured = (f"{label}: each file run by LiteRT (default XNNPACK delegate"
+                    f"{'; top-1' if metric == 'accuracy' else ''}) on {where}.")
     lines.append(f"{measured} Sparsity: zero fraction "
                  "of the pruned kernels. Latency: median ms of interleaved runs; speedup = dense fp32 median / "
                  "this file's median in the same run "
@@ -403,7 +403,7 @@ def tasks_table(tasks: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for t in tasks:
         ratio = (lambda n: f"{format_size(n)} ({t['dense_bytes'] / n:.1f}x)" if n and t["dense_bytes"] else format_size(n))
-        cells = [f"`{t['recipe']}`", f"{t['data']} -> {t['architecture']}", f"{t['metric'].replace('_', ' ')} ({t['measured']})",
+        cells = [f"`{t['recipe']}`", f"{t['data']} -> {t['architecture']}", f"{metric_label(t['metric'])} ({t['measured']})",
                  format_score(t["metric"], t["dense"]), format_score(t["metric"], t["sparse"]), format_pct(t["sparsity"]),
                  format_size(t["dense_bytes"])] + [ratio(t["sparse_bytes"].get(v)) for v in variants]
         cells.append(t.get("xnnpack") or "-")

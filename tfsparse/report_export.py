@@ -36,6 +36,11 @@ def format_pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+def metric_label(metric: str) -> str:
+    """A metric's name for table headers and captions: "success rate", "MSE"."""
+    return metric.upper() if metric in ("mse", "mae") else metric.replace("_", " ")
+
+
 def format_score(metric: str | None, value) -> str:
     """Fractions of correct answers (accuracy, success rate) as percentages; errors (mse, mae)
     with 4 significant digits; "-" when unknown."""
@@ -71,7 +76,7 @@ def rows(manifest: dict) -> list[list[str]]:
 
 def table(manifest: dict) -> str:
     """Markdown: the table, the Keras reference accuracies and any runtime failure."""
-    metric = manifest_io.task_metric(manifest).replace("_", " ")
+    metric = metric_label(manifest_io.task_metric(manifest))
     lines = ["| " + " | ".join(c.format(metric=metric) for c in COLUMNS) + " |",
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows(manifest)]
