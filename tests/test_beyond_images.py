@@ -22,9 +22,11 @@ ROOT = Path(__file__).parent.parent
 SMOKE = ["--epochs", "1", "--max-train-examples", "256", "--quiet"]
 
 
-def train(recipe: str, out: Path, *extra: str) -> dict:
+def train(recipe: str, out: Path, *extra: str, cache: Path | None = None) -> dict:
+    """A smoke run of `recipe` into `out` (data from `cache` when given); its metrics.json."""
+    env = {**os.environ, "TFSPARSE_CACHE": str(cache)} if cache else None
     result = subprocess.run([sys.executable, "-m", "tfsparse.train", str(ROOT / "models" / recipe), "--out", str(out),
-                             *SMOKE, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                             *SMOKE, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())
 
@@ -244,33 +246,21 @@ def test_synthesised_clips_are_speech_and_features_standardised(tiny_speech_cach
 
 
 def test_kws_smoke_run_prunes_convolutions_and_classifier(tiny_speech_cache, tmp_path):
-    cache, _ = tiny_speech_cache
-    result = subprocess.run([sys.executable, "-m", "tfsparse.train", str(ROOT / "models" / "kws_ds_cnn.toml"),
-                             "--out", str(tmp_path / "kws"), *SMOKE], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "TFSPARSE_CACHE": str(cache)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    m = json.loads((tmp_path / "kws" / "metrics.json").read_text())
+    m = train("kws_ds_cnn.toml", tmp_path / "kws", cache=tiny_speech_cache[0])
     assert sorted(m["layer_sparsity"]) == sorted(["conv1", "ds1_pw", "ds2_pw", "ds3_pw", "ds4_pw", "logits"])
     assert abs(m["overall_sparsity"] - 0.8) < 0.01
 
 
 @pytest.mark.parametrize("stem, verdict", [("xnnpack", "sparse"), ("hello_edge", "dense")])
 def test_only_the_xnnpack_stem_lets_xnnpack_run_ds_cnn_sparse(stem, verdict):
-    import tensorflow as tf
-
+    from tests.graphs import convert, prune_pointwise
     from tfsparse.inspect import inspect_bytes, manifest_summary
     from tfsparse.zoo import create_model
 
-    model = create_model("ds_cnn", filters=16, blocks=2, stem=stem)
-    for layer in model.layers:
-        if layer.name.endswith("_pw"):  # 1x1 convolutions 80% zero, as the recipe prunes them
-            kernel = layer.get_weights()[0]
-            kernel[np.random.default_rng(0).random(kernel.shape) < 0.8] = 0
-            layer.set_weights([kernel])
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    # 1x1 convolutions 80% zero, as the recipe prunes them.
+    model = prune_pointwise(create_model("ds_cnn", filters=16, blocks=2, stem=stem), 0.8)
     assert model.output_shape == (None, 12) and model.get_layer("conv1").output_shape[1:3] == (25, 20)
-    assert manifest_summary(inspect_bytes(converter.convert()))["xnnpack"]["verdict"] == verdict
+    assert manifest_summary(inspect_bytes(convert(model, "fp32")))["xnnpack"]["verdict"] == verdict
 
 
 # ---- speech: sparse autoencoder ------------------------------------------------------------
@@ -290,12 +280,7 @@ def test_segment_pooling_and_the_codes_classifier():
 
 
 def test_autoencoder_smoke_run_reports_code_sparsity(tiny_speech_cache, tmp_path):
-    cache, _ = tiny_speech_cache
-    result = subprocess.run([sys.executable, "-m", "tfsparse.train", str(ROOT / "models" / "speech_autoencoder.toml"),
-                             "--out", str(tmp_path / "ae"), *SMOKE], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "TFSPARSE_CACHE": str(cache)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    m = json.loads((tmp_path / "ae" / "metrics.json").read_text())
+    m = train("speech_autoencoder.toml", tmp_path / "ae", cache=tiny_speech_cache[0])
     assert m["metric"] == "mse" and abs(m["overall_sparsity"] - 0.8) < 0.01
     for which in ("dense", "sparse"):
         extra = m["extra"][which]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import tfsparse  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
+from tests.graphs import convert
 from tfsparse import bench, flatbuffer
 from tfsparse.sparse_lookup import sparsify_lookup_tables
 
@@ -33,17 +34,6 @@ def _text_model(zero_fraction: float):
     table[np.random.default_rng(0).random(table.shape) < zero_fraction] = 0.0
     model.get_layer("embedding").set_weights([table])
     return model, table
-
-
-def _convert(model, variant: str) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    if variant == "fp16":
-        converter.optimizations.append(tf.lite.Optimize.DEFAULT)
-        converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
 
 
 TOKENS = np.random.default_rng(1).integers(0, VOCAB, (1, LENGTH)).astype(np.int32)
@@ -67,7 +57,7 @@ def _run(data: bytes, delegate: bool = True) -> np.ndarray:
 @pytest.fixture(scope="module")
 def pruned():
     model, table = _text_model(0.9)
-    return {variant: _convert(model, variant) for variant in ("fp32", "fp16")}, table
+    return {variant: convert(model, variant) for variant in ("fp32", "fp16")}, table
 
 
 @pytest.mark.parametrize("variant", ["fp32", "fp16"])
@@ -96,7 +86,7 @@ def test_pruned_table_is_stored_sparse_and_outputs_do_not_change(pruned, variant
 
 def test_a_table_under_the_threshold_stays_dense():
     model, _ = _text_model(0.1)
-    before = _convert(model, "fp32")
+    before = convert(model, "fp32")
     after, tables = sparsify_lookup_tables(before)
     assert after == before
     assert tables[0]["sparse_bytes"] is None and tables[0]["zero_fraction"] < 0.3

@@ -65,15 +65,15 @@ def csr_sparsity(fb, table: np.ndarray):
     return sparsity, table[nonzero]
 
 
-def _opcode_index(fb, model, builtin: int, version: int = 1) -> int:
-    """Index of the operator code `builtin` at `version` (added if the model has none)."""
+def _opcode_index(fb, model, builtin: int) -> int:
+    """Index of the operator code `builtin` at version 1 (added if the model has none)."""
     for i, code in enumerate(model.operatorCodes):
-        if code.builtinCode == builtin and code.version == version:
+        if code.builtinCode == builtin and code.version == 1:
             return i
     code = fb.OperatorCodeT()
     code.builtinCode = builtin
     code.deprecatedBuiltinCode = min(builtin, fb.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
-    code.version = version
+    code.version = 1
     model.operatorCodes.append(code)
     return len(model.operatorCodes) - 1
 
