@@ -3,17 +3,25 @@
 XNNPACK's sparse (SpMM) kernels never run on x86 CPUs with AVX, so on the host a sparse
 file is no faster than its dense twin. `--target arm64-emu` runs the aarch64 LiteRT wheel
 under qemu-user (provisioned once into the cache, see tfsparse.arm64): the same XNNPACK
-code a phone runs. Emulated milliseconds are not phone milliseconds; the dense/sparse
-ratio measured in one interleaved run is what means something.
+code a phone runs. Emulated milliseconds are not phone milliseconds.
+
+Baselines. Every sparse file is timed against its *dense twin* (tfsparse.twin: the same
+weights, zeros included, stored dense) in the same interleaved run: twin ms / sparse ms is
+what XNNPACK's sparse path gains on identical arithmetic ("vs same weights"). On the host
+(and on a phone, see android_bench) the ratio against the unpruned dense file is real too
+("vs unpruned dense"). Under emulation it is not: qemu computes floating point in software,
+where zeros are cheap, so the pruned weights stored dense already run ~2x faster than the
+unpruned ones there and not on a phone. For arm64-emu that ratio (unpruned dense / twin)
+is reported as the emulator's zero effect, never as a speedup.
 
     python -m tfsparse.bench --target arm64-emu export/mobilenet_v1
     python -m tfsparse.bench --target arm64-emu --runs 20 --json bench/mnv1.json a.dense.tflite a.sparse.tflite
     python -m tfsparse.bench --target host export/mobilenet_v1
     python -m tfsparse.bench --target arm64-emu --litert-version 1.4.0 export/mobilenet_v1
 
-Arguments are .tflite files or export folders (with manifest.json). Pairs (speedup) come
-from the manifest; for files given by name, `X.sparse...tflite` pairs with the given file
-named `X.dense...tflite`. Every model is first run alone in its own process (a crash,
+Arguments are .tflite files or export folders (with manifest.json). Unpruned-dense pairs come
+from the manifest; for files given by name, `X.sparse.V.tflite` pairs with the given file
+`X.dense.V.tflite`, else `X.dense.fp32.tflite`. Every model is first run alone in its own process (a crash,
 hang or allocation failure is reported for that model only), on the host and on the
 target with the same seeded random inputs; then the survivors are timed interleaved.
 """
@@ -24,6 +32,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,8 +49,12 @@ from tfsparse.cli import ArgumentParser, UserError, run_main
 WORKER = Path(__file__).with_name("_arm64_worker.py")
 HOST_NOTE = ("host x86 CPU: XNNPACK disables its sparse path on CPUs with AVX, so sparse files "
              "run dense here and speedups are ~1.0; use --target arm64-emu for sparse timings")
-EMU_NOTE = ("emulated arm64 (qemu-user) running the aarch64 LiteRT wheel: compare ratios from "
-            "this one interleaved run, not absolute milliseconds")
+EMU_NOTE = ("emulated arm64 (qemu-user) running the aarch64 LiteRT wheel: only the ratio of a sparse "
+            "file to its dense twin (same weights) in this one interleaved run means something; qemu's "
+            "software floating point makes zeros cheap, so ratios against the unpruned dense file are not shown")
+EMULATED = ("arm64-emu",)  # targets whose ratio against the unpruned dense file is an artefact
+SAME_WEIGHTS, UNPRUNED = "same_weights", "unpruned_dense"
+SPARSE_NAME = re.compile(r"^(?P<stem>.+)\.sparse\.(?P<variant>[^.]+)\.tflite$")
 
 
 @dataclass
@@ -74,6 +87,11 @@ class Model:
     invoke_ms: float | None = None
     max_abs_diff: float | None = None
     times_ms: list[float] = field(default_factory=list)
+    twin_of: Path | None = None   # set on a dense twin: the sparse file it was made from
+
+    @property
+    def label(self) -> str:
+        return f"{self.twin_of} (dense twin)" if self.twin_of else str(self.path)
 
 
 def probe(runner: Runner, model: Model, outputs: Path, threads: int, seed: int, timeout: float) -> tuple[str | None, float | None]:
@@ -144,35 +162,62 @@ def collect(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[Path, Path]]]
         else:
             raise UserError(f"no such file or folder: {arg}")
     for sparse in named:
-        if "sparse" in sparse.name:
-            dense = sparse.with_name(sparse.name.replace("sparse", "dense", 1))
+        m = SPARSE_NAME.match(sparse.name)
+        if m is None:
+            continue
+        for variant in dict.fromkeys((m["variant"], "fp32")):
+            dense = sparse.with_name(f"{m['stem']}.dense.{variant}.tflite")
             if dense in named:
                 pairs.append((dense, sparse))
+                break
     unique = list(dict.fromkeys(files))
     if not unique:
         raise UserError("no runnable .tflite files in " + " ".join(inputs))
     return unique, list(dict.fromkeys(pairs))
 
 
+def make_twins(files: list[Path], folder: Path) -> dict[Path, Path]:
+    """{sparse file: its dense twin written into `folder`} for every file with a sparse tensor.
+    A file the reader cannot parse gets no twin (its probe reports what is wrong with it)."""
+    from tfsparse import flatbuffer, twin
+
+    twins = {}
+    for i, path in enumerate(files):
+        try:
+            data = path.read_bytes()
+            if not any(t.sparsity is not None for sg in flatbuffer.parse(data).subgraphs for t in sg.tensors):
+                continue
+            name = f"{path.stem}.dense-twin.tflite"
+            twins[path] = folder / (name if not (folder / name).exists() and name not in
+                                    {t.name for t in twins.values()} else f"{i}.{name}")
+            twins[path].write_bytes(twin.dense_twin(data))
+        except (OSError, UserError):
+            twins.pop(path, None)
+    return twins
+
+
 def measure(files: list[Path], pairs: list[tuple[Path, Path]], target: str, runner: Runner,
             litert_version: str, threads: int, warmup: int, runs: int, timeout: float,
-            seed: int = 0, tolerance: float = 1e-4,
+            seed: int = 0, tolerance: float = 1e-4, keep_twins: Path | None = None,
             log=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
-    """The whole benchmark; returns the JSON report."""
+    """The whole benchmark, each sparse file beside its dense twin; returns the JSON report."""
     with tempfile.TemporaryDirectory(prefix="tfsparse-bench.") as tmp:
         work = Path(tmp)
+        twins = make_twins(files, Path(keep_twins) if keep_twins else work)
         models = [Model(p, work / f"in{i}.npz", work / f"host{i}.npz", work / f"target{i}.npz")
                   for i, p in enumerate(files)]
+        models += [Model(t, work / f"twin_in{i}.npz", work / f"twin_host{i}.npz", work / f"twin_target{i}.npz",
+                         twin_of=s) for i, (s, t) in enumerate(twins.items())]
         host = host_runner()
         for m in models:
-            log(f"probing {m.path} on the host")
+            log(f"probing {m.label} on the host")
             # The host target runs on `runner` (normally the host's Python) throughout.
             m.host_error, m.invoke_ms = probe(runner if target == "host" else host, m, m.host_outputs,
                                               threads, seed, timeout)
             if target == "host":
                 m.error = m.host_error
                 continue
-            log(f"probing {m.path} on {target}")
+            log(f"probing {m.label} on {target}")
             m.error, m.invoke_ms = probe(runner, m, m.target_outputs, threads, seed, timeout)
             if m.error is None and m.host_error is None:
                 m.max_abs_diff = max_abs_diff(m.target_outputs, m.host_outputs)
@@ -183,14 +228,25 @@ def measure(files: list[Path], pairs: list[tuple[Path, Path]], target: str, runn
     return report(models, pairs, target, litert_version, threads, warmup, runs, runner, tolerance)
 
 
+def paired_ratio(baseline: "Model | None", model: "Model | None") -> float | None:
+    """Median over rounds of baseline ms / model ms. The interleaved run times the models one
+    after the other in each round, so a load spike hits both terms of a round alike."""
+    if not (baseline and model and baseline.times_ms and model.times_ms
+            and baseline.error is None and model.error is None):
+        return None
+    a, b = np.asarray(baseline.times_ms), np.asarray(model.times_ms)
+    if a.shape != b.shape or not np.all(b > 0):
+        return None
+    return float(np.median(a / b))
+
+
 def report(models: list[Model], pairs, target, litert_version, threads, warmup, runs, runner,
            tolerance: float) -> dict:
     results = []
-    by_path = {}
     for m in models:
         ok = bool(m.times_ms) and m.error is None
         entry = {
-            "path": str(m.path),
+            "path": m.label,
             "median_ms": float(np.median(m.times_ms)) if ok else None,
             "p90_ms": float(np.percentile(m.times_ms, 90)) if ok else None,
             "runs": len(m.times_ms) if ok else 0,
@@ -199,20 +255,33 @@ def report(models: list[Model], pairs, target, litert_version, threads, warmup, 
             # Within the tolerance of the host's outputs on the same inputs (None: not compared).
             "outputs_match_host": None if m.max_abs_diff is None else bool(m.max_abs_diff <= tolerance),
         }
+        if m.twin_of is not None:
+            entry["twin_of"] = str(m.twin_of)
         if target != "host" and m.host_error:
             entry["host_error"] = m.host_error
         results.append(entry)
-        by_path[m.path] = entry
-    pair_rows = []
+    by_path = {m.path: m for m in models if m.twin_of is None}
+    twin_of = {m.twin_of: m for m in models if m.twin_of is not None}
+    pair_rows, zero_effect = [], []
+    for sparse, twin in twin_of.items():
+        pair_rows.append({"sparse": str(sparse), "baseline": twin.label, "baseline_kind": SAME_WEIGHTS,
+                          "speedup": paired_ratio(twin, by_path.get(sparse))})
     for dense, sparse in pairs:
-        d, s = by_path.get(dense), by_path.get(sparse)
-        speedup = (d["median_ms"] / s["median_ms"]
-                   if d and s and d["median_ms"] and s["median_ms"] else None)
-        pair_rows.append({"dense": str(dense), "sparse": str(sparse), "speedup": speedup})
-    return {"target": target, "litert_version": litert_version, "threads": threads,
-            "warmup": warmup, "runs": runs, "tolerance": tolerance, "device": describe_device(target, runner),
-            "note": HOST_NOTE if target == "host" else EMU_NOTE,
-            "results": results, "pairs": pair_rows}
+        if target in EMULATED:
+            # Not a speedup under emulation (software floating point makes zeros cheap): keep only
+            # what the zeros alone do, unpruned dense / the same weights as the sparse file stored dense.
+            zero_effect.append({"dense": str(dense), "twin": twin_of[sparse].label if sparse in twin_of else None,
+                                "ratio": paired_ratio(by_path.get(dense), twin_of.get(sparse))})
+        else:
+            pair_rows.append({"sparse": str(sparse), "baseline": str(dense), "baseline_kind": UNPRUNED,
+                              "speedup": paired_ratio(by_path.get(dense), by_path.get(sparse))})
+    rep = {"target": target, "litert_version": litert_version, "threads": threads,
+           "warmup": warmup, "runs": runs, "tolerance": tolerance, "device": describe_device(target, runner),
+           "note": HOST_NOTE if target == "host" else EMU_NOTE,
+           "results": results, "pairs": pair_rows}
+    if target in EMULATED:
+        rep["emulated_zero_effect"] = zero_effect
+    return rep
 
 
 def describe_device(target: str, runner: Runner) -> str:
@@ -243,12 +312,22 @@ def format_table(rep: dict) -> str:
     for r in rep["results"]:
         lines.append(f"{r['path']:<{width}}  {_num(r['median_ms'], 10, 2)}  {_num(r['p90_ms'], 10, 2)}  "
                      f"{r['runs']:>4}  {_num(r['max_abs_diff_vs_host'], 14, 'e')}  {_problem(r, rep)}")
-    if rep["pairs"]:
-        lines += ["", "dense -> sparse: speedup (dense median / sparse median)"]
-        for p in rep["pairs"]:
-            speedup = f"{p['speedup']:.2f}x" if p["speedup"] else "n/a"
-            lines.append(f"  {p['dense']} -> {p['sparse']}: {speedup}")
+    titles = {SAME_WEIGHTS: "vs same weights (dense twin ms / sparse ms: XNNPACK's sparse path)",
+              UNPRUNED: "vs unpruned dense (dense ms / sparse ms)"}
+    for kind, title in titles.items():
+        rows = [p for p in rep["pairs"] if p["baseline_kind"] == kind]
+        if rows:
+            lines += ["", title]
+            lines += [f"  {p['sparse']}: {_ratio(p['speedup'])}" for p in rows]
+    effect = [e for e in rep.get("emulated_zero_effect", []) if e["twin"]]
+    if effect:
+        lines += ["", "emulator artefact, not a speedup: unpruned dense ms / the pruned weights stored dense ms"]
+        lines += [f"  {e['dense']} / {e['twin']}: {_ratio(e['ratio'])}" for e in effect]
     return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value else "n/a"
 
 
 def _problem(result: dict, rep: dict) -> str:
@@ -307,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="largest |target - host| output difference counted as a match (default 1e-4)")
     parser.add_argument("--json", metavar="OUT", help="write the report here (atomically)")
+    parser.add_argument("--keep-twins", metavar="DIR", help="keep the dense twins made for the sparse files here")
     parser.add_argument("--qemu", metavar="PATH", help="your own qemu-aarch64 (>= 8)")
     parser.add_argument("--arm64-root", metavar="PATH", help="your own arm64 Debian 12 userland with python3.11")
     args = parser.parse_args(argv)
@@ -316,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.warmup < 0 or args.timeout <= 0:
         raise UserError(f"--warmup must be >= 0 and --timeout > 0, got {args.warmup} and {args.timeout:g}")
     files, pairs = collect(args.inputs)
+    if args.keep_twins:
+        Path(args.keep_twins).mkdir(parents=True, exist_ok=True)
 
     from tfsparse import arm64  # no TensorFlow either way
     if args.target == "host":
@@ -332,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = Runner(runtime.argv(), runtime.env())
 
     rep = measure(files, pairs, args.target, runner, version, args.threads, args.warmup, args.runs,
-                  args.timeout, args.seed, args.tolerance)
+                  args.timeout, args.seed, args.tolerance, keep_twins=args.keep_twins)
     print(format_table(rep))
     if args.json:
         write_json(args.json, rep)
