@@ -61,14 +61,14 @@ def _latency_table(point: dict | None) -> list[str]:
         return ["No benchmark was run for this folder (`python -m tfsparse.bench --target arm64-emu "
                 "export/<name>`, or `python -m tfsparse.pipeline`)."]
     keys = report._latency_keys(point["rows"])
-    head = ["file"] + [f"{k} ms ({report._threads(point['rows'], k)} thr.)" for k in keys] + \
-           [f"{k} speedup" for k in keys]
+    head = ["file"] + [h for k in keys for h, _ in report.latency_columns(k, report._threads(point["rows"], k))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in point["rows"]:
-        cells = [f"`{r['file']}`"] + [report._ms(r["latency"].get(k)) for k in keys]
-        cells += ["baseline" if r["weights"] == "dense" else report._speedup(r["latency"].get(k)) for k in keys]
+        cells = [f"`{r['file']}`"] + [c for k in keys for c in report.latency_cells(r, k)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
+    lines += ["", "*vs same weights*: against this file's dense twin (the same weights stored dense), what "
+              "XNNPACK's sparse path gains; on a phone this is also about the gain over the unpruned model. "
+              "Emulated (arm64-emu) milliseconds are not phone milliseconds.", ""]
     for target, b in point["benchmarks"].items():
         version = f", LiteRT {b['litert_version']}" if b.get("litert_version") else ""
         lines.append(f"- {target}: {b.get('device')}{version}. {b.get('note') or ''}")

@@ -13,7 +13,8 @@ Writes, each atomically, into the folder:
 - `report.md`: one table in the style of the Fast Sparse ConvNets results (Elsen et al.,
   arXiv:1911.09723; github.com/google-research/google-research/tree/master/fastconvnets):
   model, accuracy, sparsity, which layers stay dense, size, gzip size, latency per target
-  with its thread count, speedup over the dense baseline; then the plots.
+  with its thread count, speedup over the same weights stored dense (the dense twin) and,
+  except under emulation, over the unpruned dense file; then the plots.
 - `results.csv` / `results.json`: the same rows, one per exported file.
 - `accuracy_vs_sparsity.png`, `size_vs_sparsity.png`, `latency_vs_sparsity.png` (arm64-emu;
   host when arm64 was skipped): each sparse variant against sparsity, dense baseline marked.
@@ -37,11 +38,13 @@ from typing import Sequence
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.manifest import file_score, task_metric
+from tfsparse.bench import EMULATED, SAME_WEIGHTS, UNPRUNED
 from tfsparse.report_export import format_pct, format_score, format_size, metric_label
 
 PROG = "tfsparse.report"
 TARGETS = ("host", "arm64-emu")  # bench JSON files: bench/<target>.json
 ANDROID = "android"
+LATENCY_FIELDS = ("threads", "median_ms", "twin_ms", "vs_twin", "vs_dense")
 PLOTS = ("accuracy_vs_sparsity.png", "size_vs_sparsity.png", "latency_vs_sparsity.png")
 CSV_COLUMNS = ["point", "model", "file", "variant", "weights", "target_sparsity", "sparsity", "dense_layers",
                "accuracy", "metric", "score", "bytes", "gzip_bytes", "size_ratio_vs_dense", "xnnpack", "runs"]
@@ -76,11 +79,22 @@ def dense_layers(config_toml: Path) -> str:
 
 def _bench_index(bench: dict) -> dict[str, dict]:
     """A bench report's results by file name (bench writes paths as given on its command line)."""
-    return {Path(r["path"]).name: r for r in bench.get("results", [])}
+    return {Path(r["path"]).name: r for r in bench.get("results", []) if not r.get("twin_of")}
 
 
-def _speedups(bench: dict) -> dict[str, float | None]:
-    return {Path(p["sparse"]).name: p.get("speedup") for p in bench.get("pairs", [])}
+def _pairs(bench: dict, kind: str) -> dict[str, dict]:
+    """A bench report's pairs of one baseline kind ("same_weights" or "unpruned_dense") by
+    sparse file name. Reports written before twins existed paired only with the unpruned dense
+    file and said nothing of the kind; under emulation those ratios are not speedups."""
+    rows = {}
+    for p in bench.get("pairs", []):
+        if p.get("baseline_kind", UNPRUNED) == kind and not (kind == UNPRUNED and bench.get("target") in EMULATED):
+            rows[Path(p["sparse"]).name] = p
+    return rows
+
+
+def _twin_ms(bench: dict) -> dict[str, float | None]:
+    return {Path(r["twin_of"]).name: r.get("median_ms") for r in bench.get("results", []) if r.get("twin_of")}
 
 
 def _android_rows(results: dict) -> tuple[dict, dict]:
@@ -96,7 +110,8 @@ def _android_rows(results: dict) -> tuple[dict, dict]:
 
 def task_summary(name: str, run_dir: Path, manifest: dict, metrics: dict, rows: list[dict]) -> dict:
     """One line of the tasks table: the dense fp32 vs sparse fp32 files' task score (LiteRT),
-    or the Keras models' when the files have none, sizes and the arm64-emu speedup."""
+    or the Keras models' when the files have none, sizes and the sparse fp32 file's arm64-emu
+    speedup over its dense twin (same weights)."""
     metric = task_metric(manifest, metrics.get("metric", "accuracy"))
     try:
         data = tomllib.loads((run_dir / "config.toml").read_text()).get("data", {}).get("name")
@@ -115,12 +130,14 @@ def task_summary(name: str, run_dir: Path, manifest: dict, metrics: dict, rows: 
             scores[which] = value if isinstance(value, (int, float)) else None
         measured = "Keras" + (f"; the files: encoder to `{manifest['output_layer']}`" if manifest.get("output_layer") else "")
     arm64 = (fp32 or {}).get("latency", {}).get("arm64-emu") or {}
+    host = (fp32 or {}).get("latency", {}).get("host") or {}
     return {"recipe": name, "data": data, "architecture": manifest.get("architecture"), "metric": metric,
             "measured": measured, **scores, "sparsity": (manifest.get("sparsity") or {}).get("overall"),
             "dense_bytes": dense["bytes"] if dense else None,
             "sparse_bytes": {variant: r["bytes"] for variant, r in sparse.items()},
             "xnnpack": (fp32 or {}).get("xnnpack"),
-            "arm64_speedup": arm64.get("speedup"), "arm64_threads": arm64.get("threads")}
+            "arm64_vs_twin": arm64.get("vs_twin"), "arm64_threads": arm64.get("threads"),
+            "host_vs_dense": host.get("vs_dense")}
 
 
 def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -> dict:
@@ -153,13 +170,16 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
         for target_name, bench in benches.items():
             result = _bench_index(bench).get(file)
             if result is not None:
+                twin, unpruned = _pairs(bench, SAME_WEIGHTS).get(file, {}), _pairs(bench, UNPRUNED).get(file, {})
                 row["latency"][target_name] = {
                     "threads": bench.get("threads"), "median_ms": result.get("median_ms"),
-                    "speedup": None if entry["dense"] else _speedups(bench).get(file), "error": result.get("error")}
+                    "twin_ms": _twin_ms(bench).get(file), "vs_twin": twin.get("speedup"),
+                    "vs_dense": unpruned.get("speedup"), "error": result.get("error")}
         if android:
             for threads, r in sorted(android[0].get(file, {}).items()):
                 row["latency"][f"{ANDROID}-t{threads}"] = {
-                    "threads": threads, "median_ms": r.get("avg_ms"), "speedup": r.get("speedup_vs_dense"),
+                    "threads": threads, "median_ms": r.get("avg_ms"), "twin_ms": r.get("twin_avg_ms"),
+                    "vs_twin": r.get("speedup_vs_twin"), "vs_dense": r.get("speedup_vs_dense"),
                     "error": r.get("error")}
         rows.append(row)
     described = {t: {k: b.get(k) for k in ("threads", "litert_version", "device", "note", "runs")}
@@ -270,12 +290,12 @@ def write_plots(out_dir: Path, rows: list[dict]) -> list[Path]:
     ]
     if target:
         threads = _threads(rows, target)
-        note = ("emulated arm64 (qemu): compare ratios, not absolute ms" if target == "arm64-emu" else
+        note = ("emulated arm64 (qemu): labels = speedup vs the same weights stored dense" if target == "arm64-emu" else
                 "host x86: XNNPACK runs sparse files dense here (AVX); see arm64-emu for speed")
         plots.append(_plot(out_dir / PLOTS[2], rows, lambda r: (r["latency"].get(target) or {}).get("median_ms"),
                            f"median latency (ms, {threads} thread{'s' if threads != 1 else ''})",
                            f"{target} latency vs sparsity", note, from_zero=True,
-                           label=lambda r: _speedup(r["latency"].get(target)).replace("-", "") or None))
+                           label=lambda r: _ratio((r["latency"].get(target) or {}).get("vs_twin")).replace("-", "") or None))
     return [p for p in plots if p is not None]
 
 
@@ -304,8 +324,31 @@ def _ms(lat: dict | None) -> str:
     return f"{lat['median_ms']:.2f}" if lat["median_ms"] >= 1 else f"{lat['median_ms']:.3f}"
 
 
-def _speedup(lat: dict | None) -> str:
-    return f"{lat['speedup']:.2f}x" if lat and lat.get("speedup") else "-"
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value else "-"
+
+
+def latency_columns(key: str, threads) -> list[tuple[str, str]]:
+    """(header, latency field) of one target's columns. Under emulation only the ratio against
+    the dense twin (same weights) is a speedup: qemu's software floating point makes zeros cheap,
+    so the pruned weights stored dense already run faster than the unpruned ones there."""
+    cols = [(f"{key} ms ({threads} thread{'s' if threads != 1 else ''})", "median_ms"),
+            (f"{key} vs same weights", "vs_twin")]
+    if key not in EMULATED:
+        cols.append((f"{key} vs unpruned dense", "vs_dense"))
+    return cols
+
+
+def latency_cells(row: dict, key: str) -> list[str]:
+    lat = row["latency"].get(key)
+    cells = []
+    for _, field in latency_columns(key, None):
+        if field == "median_ms":
+            cells.append(_ms(lat))
+        else:
+            cells.append("baseline" if row["weights"] == "dense" and lat and field == "vs_dense"
+                         else ("-" if row["weights"] == "dense" else _ratio((lat or {}).get(field))))
+    return cells
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -314,14 +357,13 @@ def markdown_table(rows: list[dict]) -> str:
     head = ["model", "variant", "weights", "sparsity", "left dense", metric_label(metric), "size", "gzip size",
             "XNNPACK (arm64)"]
     for k in keys:
-        head += [f"{k} ms ({_threads(rows, k)} thread{'s' if _threads(rows, k) != 1 else ''})", f"{k} speedup"]
+        head += [h for h, _ in latency_columns(k, _threads(rows, k))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["model"], str(r["variant"]), r["weights"], format_pct(r["sparsity"]), r["dense_layers"],
                  format_score(metric, r.get("score", r["accuracy"])) if r["runs"] else "fails to run", format_size(r["bytes"]), format_size(r["gzip_bytes"]), r["xnnpack"] or "-"]
         for k in keys:
-            lat = r["latency"].get(k)
-            cells += [_ms(lat), "baseline" if r["weights"] == "dense" and lat else _speedup(lat)]
+            cells += latency_cells(r, k)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -341,9 +383,13 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
         measured = (f"{label}: each file run by LiteRT (default XNNPACK delegate"
                     f"{'; top-1' if metric == 'accuracy' else ''}) on {where}.")
     lines.append(f"{measured} Sparsity: zero fraction "
-                 "of the pruned kernels. Latency: median ms of interleaved runs; speedup = dense fp32 median / "
-                 "this file's median in the same run "
-                 "(an int8 file's speedup includes what quantization alone gains; XNNPACK runs int8 dense).")
+                 "of the pruned kernels. Latency: median ms of interleaved runs. *vs same weights* = the file's "
+                 "dense twin (the same weights, zeros included, stored dense; an int8 file's twin is int8) / "
+                 "the file, median over the rounds of one run: what XNNPACK's sparse path gains. *vs unpruned "
+                 "dense* = the dense fp32 file / the file (for int8 it includes what quantization alone gains): "
+                 "shown for the host and a device only; under emulation (arm64-emu) software floating point "
+                 "makes zeros cheap, so the pruned weights stored dense run faster than the unpruned ones there "
+                 "but not on a phone. On a phone, *vs unpruned dense* ~ *vs same weights*.")
     benches = {}
     for p in points:
         for target, b in p["benchmarks"].items():
@@ -367,14 +413,14 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
 
 def csv_text(rows: list[dict]) -> str:
     keys = _latency_keys(rows)
-    columns = CSV_COLUMNS + [f"{k}_{field}" for k in keys for field in ("threads", "median_ms", "speedup")]
+    columns = CSV_COLUMNS + [f"{k}_{field}" for k in keys for field in LATENCY_FIELDS]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for r in rows:
         flat = {c: r.get(c) for c in CSV_COLUMNS}
         for k in keys:
-            for field in ("threads", "median_ms", "speedup"):
+            for field in LATENCY_FIELDS:
                 flat[f"{k}_{field}"] = (r["latency"].get(k) or {}).get(field)
         writer.writerow({c: "" if v is None else v for c, v in flat.items()})
     return buf.getvalue()
@@ -396,10 +442,10 @@ def tasks_table(tasks: list[dict]) -> str:
     variants = []
     for t in tasks:
         variants += [v for v in t["sparse_bytes"] if v not in variants]
-    threads = next((t["arm64_threads"] for t in tasks if t["arm64_threads"]), 1)
+    threads = next((t["arm64_threads"] for t in tasks if t.get("arm64_threads")), 1)
     head = (["recipe", "data -> model", "metric (measured on)", "dense", "sparse", "sparsity", "TFLite dense fp32"]
             + [f"sparse {v}" for v in variants]
-            + ["XNNPACK (arm64)", f"arm64-emu speedup (fp32, {threads} thread{'s' if threads != 1 else ''})"])
+            + ["XNNPACK (arm64)", f"arm64-emu vs same weights (fp32, {threads} thread{'s' if threads != 1 else ''})"])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for t in tasks:
         ratio = (lambda n: f"{format_size(n)} ({t['dense_bytes'] / n:.1f}x)" if n and t["dense_bytes"] else format_size(n))
@@ -407,7 +453,7 @@ def tasks_table(tasks: list[dict]) -> str:
                  format_score(t["metric"], t["dense"]), format_score(t["metric"], t["sparse"]), format_pct(t["sparsity"]),
                  format_size(t["dense_bytes"])] + [ratio(t["sparse_bytes"].get(v)) for v in variants]
         cells.append(t.get("xnnpack") or "-")
-        cells.append(f"{t['arm64_speedup']:.2f}x" if t["arm64_speedup"] else "-")
+        cells.append(_ratio(t.get("arm64_vs_twin")))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -437,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a pipeline output folder (with results.json) or a sweep folder (with points/)")
     parser.add_argument("--tasks", action="store_true",
                         help="print one table row per folder's task (metric dense vs sparse, sparsity, sizes, "
-                             "arm64-emu speedup) instead of rewriting each folder's report")
+                             "arm64-emu speedup over the dense twin) instead of rewriting each folder's report")
     parser.add_argument("--out", metavar="FILE", help="with --tasks: write the table here too (atomically)")
     args = parser.parse_args(argv)
     if args.out and not args.tasks:
