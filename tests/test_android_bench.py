@@ -270,6 +270,41 @@ def test_a_sparse_file_from_an_export_brings_its_baseline(tmp_path):
     assert rows["net.sparse.fp32.tflite"]["speedup_vs_dense"] == pytest.approx(30000 / 12000)
 
 
+def test_a_real_sparse_file_is_timed_beside_its_dense_twin(tmp_path):
+    """Each sparse file's dense twin (same weights stored dense) is made, pushed and timed at
+    every thread count; the report gives both ratios. Breakage caught: a twin that is not
+    pushed or not run, speedups computed against the wrong baseline, a twin made of a dense file."""
+    sys.path.insert(0, str(REPO))
+    from tests.graphs import build_tflite
+    from tfsparse.twin import dense_twin
+
+    bench = Bench(tmp_path, {"latency_us": {"dense": 30000, "sparse": 6000}, "latency_by_name": {"twin": 24000}})
+    export = bench.export("net", [("net.dense.fp32.tflite", "fp32", True), ("net.sparse.fp32.tflite", "fp32", False)])
+    (export / "net.dense.fp32.tflite").write_bytes(build_tflite("unpruned"))
+    sparse = build_tflite("mobilenet")
+    (export / "net.sparse.fp32.tflite").write_bytes(sparse)
+    result = bench.run("--threads", "1,2", export)
+    assert result.returncode == 0, result.stderr
+    twins = list((bench.out / "twins").iterdir())
+    assert len(twins) == 1 and twins[0].read_bytes() == dense_twin(sparse)  # none for the dense file
+    assert str(twins[0]) in {local for local, _ in bench.pushes()}
+    assert len(bench.benchmark_commands()) == 3 * 2
+    rows = bench.results()
+    for r in rows:
+        if r["model"] == "net.sparse.fp32.tflite":
+            assert r["speedup_vs_twin"] == pytest.approx(24000 / 6000)
+            assert r["speedup_vs_dense"] == pytest.approx(30000 / 6000)
+            assert r["twin_avg_ms"] == pytest.approx(24000 / r["threads"] / 1000)
+        elif r["twin_of"]:
+            assert r["twin_of"] == "net.sparse.fp32.tflite" and r["model"] == "net.sparse.fp32.tflite (dense twin)"
+        else:
+            assert r["dense"] and r["speedup_vs_twin"] is None
+    summary = (bench.out / "summary.md").read_text()
+    assert "| vs same weights | vs unpruned dense |" in summary
+    assert f"| {24000 / 6000:.2f}x | {30000 / 6000:.2f}x |" in summary
+    assert_cleaned(bench)
+
+
 def test_every_output_format(tmp_path):
     formats = {"plainfmt": "plain", "samefmt": "all_same", "zerofmt": "count0", "nomemfmt": "no_memory",
                "csvfmt": "csv"}

@@ -17,7 +17,13 @@ This module is the benchmark: which models, which flags, what a run's output mea
 Reaching the device (adb, choosing the serial, its ABI, starting an --avd emulator) is in
 `tfsparse.adb`.
 
-Stdlib only, on purpose: this runs on machines without TensorFlow (so is everything it imports).
+Each sparse file is also timed beside its dense twin (the same weights stored dense,
+`tfsparse.twin`, written into the report folder's `twins/`): on a phone both ratios are real,
+"vs same weights" (XNNPACK's sparse path alone) and "vs unpruned dense" (what the app gains).
+
+No TensorFlow, on purpose: this runs on machines without it. Making twins needs numpy,
+flatbuffers and ai-edge-litert (all plain wheels); without them, or with --no-twins, only the
+ratio against the unpruned dense file is reported.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class Model:
     variant: str | None = None
     dense: bool | None = None
     baseline: Path | None = None  # dense file each sparse file is compared against
+    twin_of: Path | None = None   # set on a dense twin: the sparse file it was made from
 
 
 @dataclass
@@ -88,6 +95,9 @@ class RunResult:
     nchw_stem: bool | None = None
     sparse_ops: list[str] = field(default_factory=list)
     speedup_vs_dense: float | None = None
+    twin_of: str | None = None          # on a twin's rows: the sparse file it was made from
+    twin_avg_ms: float | None = None    # on a sparse file's rows: its dense twin's average
+    speedup_vs_twin: float | None = None
     raw_output: str | None = None
 
 
@@ -150,6 +160,31 @@ def collect_models(inputs: list[str]) -> list[Model]:
     return models
 
 
+def add_twins(models: list[Model], folder: Path) -> list[Model]:
+    """`models` plus a dense twin (written into `folder`) of every file with a sparse tensor."""
+    try:
+        from tfsparse import flatbuffer, twin
+    except ImportError as e:  # numpy / flatbuffers / ai-edge-litert missing on this machine
+        print(f"warning: no dense twins ({e.name} is not installed): only speedups vs the unpruned "
+              "dense file are reported", file=sys.stderr)
+        return models
+    out = list(models)
+    for model in models:
+        if model.dense:
+            continue
+        try:
+            data = model.path.read_bytes()
+            if not any(t.sparsity is not None for sg in flatbuffer.parse(data).subgraphs for t in sg.tensors):
+                continue
+            path = folder / f"{len(out):02d}.{model.path.stem}.dense-twin.tflite"
+            atomic.write_bytes(path, twin.dense_twin(data))
+        except (OSError, UserError):
+            continue  # not a readable flatbuffer: its own run reports what is wrong with it
+        out.append(Model(path=path, label=f"{model.label} (dense twin)", remote=_remote_name(len(out), path),
+                         export=model.export, variant=model.variant, dense=None, twin_of=model.path))
+    return out
+
+
 def parse_threads(text: str) -> list[int]:
     try:
         threads = [int(t) for t in text.split(",") if t.strip()]
@@ -175,7 +210,8 @@ def run_one(adb: Adb, args, model: Model, threads: int) -> RunResult:
     """One benchmark run; every fault ends up in the result, never as an exception."""
     result = RunResult(model=model.label, path=str(model.path), threads=threads, status="failed",
                        export=model.export, variant=model.variant, dense=model.dense,
-                       baseline=model.baseline.name if model.baseline else None)
+                       baseline=model.baseline.name if model.baseline else None,
+                       twin_of=model.twin_of.name if model.twin_of else None)
     command = " ".join(shlex.quote(w) for w in [REMOTE_BINARY, *benchmark_flags(args, model, threads)])
     # `2>&1`: one ordered stream; the marker gives the status even where adb returns 0 always.
     remote = f"{command} 2>&1; echo {STATUS_MARKER}$?"
@@ -235,21 +271,27 @@ def cleanup_device(adb: Adb) -> None:
 
 
 def add_speedups(results: list[RunResult], models: list[Model]) -> None:
-    """speedup = dense baseline avg latency / this file's avg latency, at the same thread count."""
+    """speedup = baseline avg latency / this file's avg latency, at the same thread count; the
+    baseline is the unpruned dense file (`speedup_vs_dense`) or the dense twin (`speedup_vs_twin`)."""
     by_path = {(r.path, r.threads): r for r in results}
+    twins = {m.twin_of: m.path for m in models if m.twin_of is not None}
     for model in models:
-        if model.baseline is None:
-            continue
         for r in results:
-            base = by_path.get((str(model.baseline), r.threads))
-            if r.path == str(model.path) and base and r.status == base.status == "ok" and r.avg_ms:
+            if r.path != str(model.path) or r.status != "ok" or not r.avg_ms:
+                continue
+            base = by_path.get((str(model.baseline), r.threads)) if model.baseline else None
+            if base and base.status == "ok":
                 r.speedup_vs_dense = base.avg_ms / r.avg_ms
+            twin = by_path.get((str(twins[model.path]), r.threads)) if model.path in twins else None
+            if twin and twin.status == "ok":
+                r.twin_avg_ms, r.speedup_vs_twin = twin.avg_ms, twin.avg_ms / r.avg_ms
 
 
 # ----------------------------------------------------------------------------- report
 
 CSV_COLUMNS = ["model", "threads", "status", "avg_ms", "median_ms", "init_ms", "peak_memory_mb",
-               "sparse_engaged", "speedup_vs_dense", "baseline", "variant", "dense", "export", "path", "error"]
+               "sparse_engaged", "speedup_vs_dense", "speedup_vs_twin", "twin_avg_ms", "baseline", "twin_of",
+               "variant", "dense", "export", "path", "error"]
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -281,20 +323,23 @@ def summary_markdown(device: dict, settings: dict, results: list[RunResult]) -> 
         f"benchmark_model {settings['binary_abi']} · threads {','.join(map(str, settings['threads']))} · "
         f"{settings['runs']} runs, {settings['warmup']} warm-up · XNNPACK {'off' if settings['no_xnnpack'] else 'on'}",
         "",
-        "Latency in ms (average and median of the regular runs); speedup = dense baseline average / "
-        "this file's average at the same thread count; sparse path = XNNPACK's SpMM kernels ran "
-        "(from the op profile).",
+        "Latency in ms (average and median of the regular runs). Speedups at the same thread count: "
+        "*vs same weights* = the file's dense twin (its weights stored dense) / the file: what XNNPACK's "
+        "sparse path gains; *vs unpruned dense* = the dense baseline / the file: what the app gains. "
+        "Sparse path = XNNPACK's SpMM kernels ran (from the op profile).",
         "",
-        "| model | threads | avg ms | median ms | init ms | peak MB | sparse path | speedup vs dense | dense baseline | status |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---|---|",
+        "| model | threads | avg ms | median ms | init ms | peak MB | sparse path | vs same weights | vs unpruned dense "
+        "| dense baseline | status |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|",
     ]
     for r in results:
         speed = f"{r.speedup_vs_dense:.2f}x" if r.speedup_vs_dense is not None else "-"
+        same = f"{r.speedup_vs_twin:.2f}x" if r.speedup_vs_twin is not None else "-"
         sparse = {True: "yes", False: "no", None: "unknown"}[r.sparse_engaged] if r.status == "ok" else "-"
         status = "ok" if r.status == "ok" else "FAILED: " + (r.error or "").replace("|", "\\|")
         name = r.model.replace("|", "\\|")
         lines.append(f"| {name} | {r.threads} | {_fmt(r.avg_ms)} | {_fmt(r.median_ms)} | {_fmt(r.init_ms)} | "
-                     f"{_fmt(r.peak_memory_mb)} | {sparse} | {speed} | {_fmt(r.baseline)} | {status} |")
+                     f"{_fmt(r.peak_memory_mb)} | {sparse} | {same} | {speed} | {_fmt(r.baseline)} | {status} |")
     failed = [r for r in results if r.status != "ok"]
     lines += ["", f"{len(results) - len(failed)} of {len(results)} runs succeeded."]
     return "\n".join(lines) + "\n"
@@ -307,7 +352,8 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
                             description="Benchmark .tflite files (or export folders) on an Android device over adb with\n"
                                         "benchmark_model; report latency, memory, whether XNNPACK's sparse kernels\n"
-                                        "ran, and each sparse file's speedup over its dense baseline.",
+                                        "ran, and each sparse file's speedup over its dense twin (same weights)\n"
+                                        "and over its unpruned dense baseline.",
                             epilog=BINARY_HELP + "\n\nexit status: 0 all runs ok, 1 some run failed "
                                    "(recorded in the report), 2 a problem to fix first, 130 interrupted.")
     parser.add_argument("inputs", nargs="+", metavar="MODEL.tflite|EXPORT_DIR",
@@ -329,6 +375,8 @@ def build_parser() -> ArgumentParser:
                         help="seconds to wait for --avd to boot (default: 300)")
     parser.add_argument("--timeout", type=float, default=600, metavar="S",
                         help="seconds one benchmark run may take before it is stopped and recorded as failed (default: 600)")
+    parser.add_argument("--no-twins", action="store_true",
+                        help="do not time a dense twin (same weights stored dense) beside each sparse file")
     parser.add_argument("--out", metavar="DIR",
                         help="report folder for results.json, results.csv, summary.md, raw/ (default: bench/android/<time>)")
     return parser
@@ -352,6 +400,8 @@ def main(argv=None) -> int:
     if adb_path is None:
         raise UserError("adb not found: install Android platform-tools and pass --adb PATH, set ADB, or put adb on PATH")
     out = Path(args.out or Path("bench", "android", time.strftime("%Y%m%d-%H%M%S")))
+    if not args.no_twins:
+        models = add_twins(models, out / "twins")
 
     # SIGTERM (CI cancel, kill) takes the same way out as Ctrl-C, so the device is cleaned.
     # SIGINT explicitly too: a job started in the background (`cmd &`) inherits SIGINT
@@ -419,7 +469,8 @@ def benchmark_all(adb: Adb, args, binary: Path, models: list[Model], threads: li
                 if pushed[model.path] is not True:
                     r = RunResult(model=model.label, path=str(model.path), threads=n, status="failed",
                                   error=pushed[model.path], export=model.export, variant=model.variant,
-                                  dense=model.dense, baseline=model.baseline.name if model.baseline else None)
+                                  dense=model.dense, baseline=model.baseline.name if model.baseline else None,
+                                  twin_of=model.twin_of.name if model.twin_of else None)
                 else:
                     print(f"{model.label} threads={n} ...", file=sys.stderr, flush=True)
                     r = run_one(adb, args, model, n)
