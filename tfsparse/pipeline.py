@@ -70,6 +70,7 @@ def parse_args(argv):
     parser.add_argument("--from", dest="from_model", metavar="DENSE.keras",
                         help="skip dense training: prune this trained dense model (the sweep shares one this way)")
     parser.add_argument("--skip-arm64", action="store_true", help="no emulated arm64 benchmark")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch training lines")
     parser.add_argument("--runs", type=int, help="timed runs per model in each benchmark (default 10, --quick 3)")
     parser.add_argument("--arm64-variants", metavar="LIST",
                         help="sparse variants timed under arm64 emulation, with the dense baseline "
@@ -173,11 +174,12 @@ class Pipeline:
 
     def train(self):
         if (self.run_dir / "state.json").is_file():
-            args = [self.args.recipe, "--out", str(self.run_dir), "--resume", "--quiet"]
+            args = [self.args.recipe, "--out", str(self.run_dir), "--resume"]
         else:
-            args = [self.args.recipe, "--out", str(self.run_dir), "--quiet", *sum((["--set", s] for s in self.args.set), [])]
+            args = [self.args.recipe, "--out", str(self.run_dir), *sum((["--set", s] for s in self.args.set), [])]
             args += QUICK_TRAIN if self.args.quick else []
             args += ["--from", self.args.from_model] if self.args.from_model else []
+        args += ["--quiet"] if self.args.quiet else []
         if run_stage("train", args) != 0:
             raise StageFailed("train")
 

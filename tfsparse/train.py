@@ -138,7 +138,7 @@ def main(argv=None):
 
     splits = datasets.load(recipe.data, recipe.model.args, args.max_train_examples)
     trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=args.epochs,
-                      verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+                      verbose=not args.quiet)
     trainer.validate(from_model=args.from_model)
 
     run_dir.mkdir(parents=True, exist_ok=True)

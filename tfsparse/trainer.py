@@ -22,6 +22,7 @@ import tensorflow_model_optimization as tfmot
 
 from tfsparse import atomic, pruning
 from tfsparse.cli import UserError
+from tfsparse.progress import EpochProgress
 from tfsparse.zoo import create_model
 
 keras = tf.keras
@@ -75,7 +76,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class Trainer:
-    def __init__(self, recipe, splits, run_dir: Path, strategy, epochs_cap: int | None = None, verbose: int = 2):
+    def __init__(self, recipe, splits, run_dir: Path, strategy, epochs_cap: int | None = None, verbose: bool = True):
         self.recipe, self.splits, self.run_dir = recipe, splits, Path(run_dir)
         self.strategy, self.epochs_cap, self.verbose = strategy, epochs_cap, verbose
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -147,8 +148,10 @@ class Trainer:
             print(f"[{phase}] epochs {initial + 1}..{epochs} of {epochs}, "
                   f"{len(self.splits.x_train)} examples, {self.steps_per_epoch()} steps/epoch", flush=True)
             ckpt = EpochCheckpoint(self.ckpt_dir / f"{phase}.keras", state, phase)
+            # One line per epoch of our own (tfsparse.progress) instead of Keras' bar.
+            progress = [EpochProgress(phase, epochs)] if self.verbose else []
             model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial,
-                      callbacks=[*callbacks, ckpt], verbose=self.verbose)
+                      callbacks=[*callbacks, ckpt, *progress], verbose=0)
 
     # ---- phases -----------------------------------------------------------------
     def dense_phase(self, state, from_model: str | None):
