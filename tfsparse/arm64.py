@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tfsparse.cli import UserError
+from tfsparse.cli import UserError, unknown_name
 from tfsparse.paths import cache_dir
 
 MARKER = ".complete"
@@ -62,6 +62,9 @@ def _stderr_log(message: str) -> None:
     print(f"[arm64] {message}", file=sys.stderr, flush=True)
 
 
+DEFAULT_CPU = "cortex-a76"
+
+
 @dataclass(frozen=True)
 class Runtime:
     """How to start the emulated Python: `argv() + [script, args...]` with `env()`."""
@@ -70,13 +73,18 @@ class Runtime:
     root: Path
     site: Path
     litert_version: str
+    # The emulated CPU. qemu's default ("max") offers SVE and SME, and LiteRT then runs its dense
+    # fp32 kernels on SME, which phones other than the newest lack (measured: ~1/4 of the
+    # instructions of the NEON path for a dense twin). A Cortex-A76 (NEON, no SVE) is the core of
+    # most phones in use, and pinning it keeps results comparable across qemu versions.
+    cpu: str = DEFAULT_CPU
 
     @property
     def python(self) -> Path:
         return self.root / "usr" / "bin" / "python3.11"
 
     def argv(self) -> list[str]:
-        return [str(self.qemu), str(self.python)]
+        return [str(self.qemu), "-cpu", self.cpu, str(self.python)]
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -84,6 +92,18 @@ class Runtime:
         env.update(QEMU_LD_PREFIX=str(self.root), PYTHONPATH=str(self.site),
                    PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
         return env
+
+
+def _check_cpu(qemu: Path, cpu: str) -> None:
+    """A CPU model this qemu knows (`-cpu help`), so a typo is one line, not a failed run per model."""
+    try:
+        listing = subprocess.run([str(qemu), "-cpu", "help"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UserError(f"cannot ask {qemu} for its CPU models: {e}") from None
+    known = {line.split()[0] for line in listing.splitlines()[1:] if line.strip()}
+    name = cpu.split(",", 1)[0]
+    if known and name not in known:
+        raise unknown_name("--cpu model", name, known)
 
 
 def host_litert_version() -> str:
@@ -95,12 +115,14 @@ def host_litert_version() -> str:
 
 
 def provision(litert_version: str | None = None, qemu: str | Path | None = None,
-              arm64_root: str | Path | None = None, log: Log = _stderr_log) -> Runtime:
+              arm64_root: str | Path | None = None, log: Log = _stderr_log, cpu: str = DEFAULT_CPU) -> Runtime:
     """Returns a ready Runtime, building whatever stage is missing from the cache.
 
     `qemu` / `arm64_root` are user-provided replacements for stages 1 and 2 (checked,
     never modified). Raises UserError (one line) on an unsupported host.
     """
+    if not re.fullmatch(r"[0-9A-Za-z.,=_+-]+", cpu):
+        raise UserError(f"bad --cpu {cpu!r}")
     version = litert_version or host_litert_version()
     if not re.fullmatch(r"[0-9A-Za-z.+!-]+", version):
         raise UserError(f"bad --litert-version {version!r}")
@@ -124,7 +146,8 @@ def provision(litert_version: str | None = None, qemu: str | Path | None = None,
                       f"aarch64 wheels of ai-edge-litert {version}", log, built)
     if built:
         log(f"provisioned {', '.join(built)} in {time.monotonic() - started:.1f} s under {base}")
-    return Runtime(qemu=qemu_path, root=root_path, site=site, litert_version=version)
+    _check_cpu(qemu_path, cpu)
+    return Runtime(qemu=qemu_path, root=root_path, site=site, litert_version=version, cpu=cpu)
 
 
 # -- host checks -------------------------------------------------------------------------

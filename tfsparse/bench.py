@@ -300,7 +300,8 @@ def describe_device(target: str, runner: Runner) -> str:
                                  timeout=30).stdout.splitlines()[0]
     except (OSError, IndexError, subprocess.TimeoutExpired):
         version = runner.argv[0]
-    return f"{version}, aarch64 on {cpu}"
+    emulated = runner.argv[runner.argv.index("-cpu") + 1] if "-cpu" in runner.argv else "max"
+    return f"{version}, -cpu {emulated}, aarch64 on {cpu}"
 
 
 def format_table(rep: dict) -> str:
@@ -387,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="largest |target - host| output difference counted as a match (default 1e-4)")
     parser.add_argument("--json", metavar="OUT", help="write the report here (atomically)")
     parser.add_argument("--keep-twins", metavar="DIR", help="keep the dense twins made for the sparse files here")
+    parser.add_argument("--cpu", default=None, metavar="MODEL",
+                        help="CPU qemu emulates for arm64-emu (default cortex-a76: NEON, no SVE/SME, like most "
+                             "phones; 'max' offers SVE and SME, which LiteRT then uses)")
     parser.add_argument("--qemu", metavar="PATH", help="your own qemu-aarch64 (>= 8)")
     parser.add_argument("--arm64-root", metavar="PATH", help="your own arm64 Debian 12 userland with python3.11")
     args = parser.parse_args(argv)
@@ -401,15 +405,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tfsparse import arm64  # no TensorFlow either way
     if args.target == "host":
-        if args.qemu or args.arm64_root:
-            raise UserError("--qemu/--arm64-root apply to --target arm64-emu only")
+        if args.qemu or args.arm64_root or args.cpu:
+            raise UserError("--qemu/--arm64-root/--cpu apply to --target arm64-emu only")
         version = arm64.host_litert_version()
         if args.litert_version and args.litert_version != version:
             raise UserError(f"--litert-version {args.litert_version}: the host target runs the "
                             f"installed ai-edge-litert {version}")
         runner = host_runner()
     else:
-        runtime = arm64.provision(args.litert_version, qemu=args.qemu, arm64_root=args.arm64_root)
+        runtime = arm64.provision(args.litert_version, qemu=args.qemu, arm64_root=args.arm64_root,
+                                  cpu=args.cpu or arm64.DEFAULT_CPU)
         version = runtime.litert_version
         runner = Runner(runtime.argv(), runtime.env())
 
