@@ -4,7 +4,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 mkdir -p "$tmp/export/mobilenet_v1"
-for f in dense.fp32 sparse.fp32 sparse.fp16 sparse.int8; do echo stand-in > "$tmp/export/mobilenet_v1/mobilenet_v1.$f.tflite"; done
+# Small real graphs (tests/graphs.py), so that the sparse files get real dense twins.
+PYTHON=${PYTHON:-.venv/bin/python}
+"$PYTHON" - "$tmp/export/mobilenet_v1" <<'PY'
+import sys
+from pathlib import Path
+from tests.graphs import build_tflite
+out = Path(sys.argv[1])
+for name, graph in [("dense.fp32", "unpruned"), ("sparse.fp32", "mobilenet"), ("sparse.fp16", "mobilenet_fp16"),
+                    ("sparse.int8", "int8")]:
+    (out / f"mobilenet_v1.{name}.tflite").write_bytes(build_tflite(graph))
+PY
 cat > "$tmp/export/mobilenet_v1/manifest.json" <<'JSON'
 {"model": "mobilenet_v1", "files": [
  {"path": "mobilenet_v1.dense.fp32.tflite", "variant": "fp32", "dense": true, "runs": true},
@@ -13,9 +23,9 @@ cat > "$tmp/export/mobilenet_v1/manifest.json" <<'JSON'
  {"path": "mobilenet_v1.sparse.int8.tflite", "variant": "int8", "dense": false, "runs": true}]}
 JSON
 printf '\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00' > "$tmp/benchmark_model"  # an aarch64 ELF header: the stand-in never runs it
-echo '{"latency_us": {"dense": 20400, "sparse": 7900}, "profile": {"int8": "dense"}, "latency_by_name": {"int8": 11800}}' > "$tmp/scenario.json"
+echo '{"latency_us": {"dense": 20400, "sparse": 7900}, "profile": {"int8": "dense", "twin": "dense"}, "latency_by_name": {"int8.dense-twin": 11500, "int8": 11800, "twin": 20100}}' > "$tmp/scenario.json"
 ADB=tests/fake_adb/adb FAKE_ADB_SCENARIO="$tmp/scenario.json" FAKE_ADB_LOG="$tmp/adb.log" \
-TFSPARSE_BENCHMARK_MODEL="$tmp/benchmark_model" FAKE_ADB_PYTHON="$(command -v python3)" \
+TFSPARSE_BENCHMARK_MODEL="$tmp/benchmark_model" FAKE_ADB_PYTHON="$(command -v python3)" TFSPARSE_PYTHON="$PYTHON" \
   android_bench/run.sh --threads 1,4 --out "$tmp/report" "$tmp/export/mobilenet_v1"
 { printf '%s\n' "> **Produced by the adb STAND-IN (tests/fake_adb), not by a device.** The numbers are" \
     "> the stand-in's canned latencies; they show the report's format only. Replace this file with" \
