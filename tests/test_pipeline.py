@@ -2,7 +2,8 @@
 
 Real training, converter, LiteRT and bench, including the emulated arm64 bench stage: the
 `arm64_runtime` fixture provisions the emulator first (~30 s in a fresh clone), so that stage
-runs in CI too, fp32 dense + sparse, 2 timed runs. The Android stage runs against the adb
+runs in CI too, fp32 dense + sparse, 2 timed runs (in the first point; the sweep's second
+point skips it to save time). The Android stage runs against the adb
 stand-in of tests/fake_adb. The first pipeline run is laid out as the first point of a sweep,
 so the sweep test finds that point finished and must run only the second one.
 """
@@ -33,6 +34,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Emulated arm64: the fp32 dense baseline and sparse file (--quick's default), timed twice
 # each, which keeps the stage to seconds on 2 cores; the numbers are a smoke test, not a result.
 ARM64 = ["--arm64-variants", "fp32", "--runs", "2"]
+# The sweep's new point skips it: the first point ran it, and it costs ~50 s more on 2 cores.
+SWEEP_ARM64 = ["--skip-arm64"]
 
 
 def run(module: str, *args, env=None, timeout=900) -> subprocess.CompletedProcess:
@@ -163,7 +166,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_points(point, sweep_
     first = point / "runs" / "mobilenet_v1-sp50"
     before = {p: p.stat().st_mtime_ns for p in [first / "dense.keras", first / "metrics.json",
                                                 *(point / "export").rglob("*.tflite")]}
-    result = run("sweep", RECIPE, "--sparsity", "0.5,0.75", "--out", sweep_dir, *TINY, "--quick", *ARM64)
+    result = run("sweep", RECIPE, "--sparsity", "0.5,0.75", "--out", sweep_dir, *TINY, "--quick", *SWEEP_ARM64)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     events = [json.loads(line) for line in (sweep_dir / "sweep.log.jsonl").read_text().splitlines()]
@@ -183,7 +186,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_points(point, sweep_
     assert sorted({(r["point"], r["target_sparsity"]) for r in rows if r["weights"] == "sparse"}) == [
         ("mobilenet_v1-sp50", "0.5"), ("mobilenet_v1-sp75", "0.75")]
     assert all((sweep_dir / plot).read_bytes().startswith(PNG_SIGNATURE) for plot in report.PLOTS)
-    again = run("sweep", RECIPE, "--sparsity", "0.5,0.75", "--out", sweep_dir, *TINY, "--quick", *ARM64, timeout=120)
+    again = run("sweep", RECIPE, "--sparsity", "0.5,0.75", "--out", sweep_dir, *TINY, "--quick", *SWEEP_ARM64, timeout=120)
     assert again.returncode == 0 and "[pipeline]" not in again.stdout, again.stdout
     assert [json.loads(line)["event"] for line in (sweep_dir / "sweep.log.jsonl").read_text().splitlines()][-2:] == [
         "skipped", "skipped"]
