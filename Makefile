@@ -1,12 +1,13 @@
 # Two commands set up everything on a fresh Debian/Ubuntu machine with Python 3.11:
 #   make demo   - venv, install, offline data, default recipe end to end
 #   make test   - venv, install, offline data, the test suite
+#   make fuzz   - 10,000 mutated .tflite files through tfsparse.inspect (bench/fuzz.json)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 RECIPE ?= models/mobilenet_v1.toml
 
-.PHONY: demo test install data clean
+.PHONY: demo test fuzz install data clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +32,11 @@ demo: data
 
 test: data
 	$(PY) -m pytest -q
+
+# 10,000 mutated .tflite files through the reader and XNNPACK analysis (tests run 400):
+# writes bench/fuzz.json (count, crashes, hangs, seconds, seed); exit 1 on any crash or hang.
+fuzz: install
+	$(PY) -m tfsparse.fuzz --count 10000 --json bench/fuzz.json
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

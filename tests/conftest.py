@@ -5,6 +5,11 @@
 MobileNetV1 at 32x32 trained one epoch on 256 Fashion-MNIST images (~35 s on 2 cores).
 Its accuracy is near chance: use it for plumbing, shapes, sizes and parity, not for
 accuracy claims. Treat it as read-only; export or copy it elsewhere.
+
+`arm64_runtime`: the emulated arm64 LiteRT runtime, provisioned into the real cache
+(~/.cache/tfsparse/arm64, or $TFSPARSE_CACHE) when a test first needs it: ~30 s from scratch
+in a fresh clone, instant afterwards. Tests that run the emulator request it, so whether they
+run never depends on what other tests happened to provision before collection.
 """
 
 from __future__ import annotations
@@ -32,3 +37,10 @@ def tiny_run(tmp_path_factory) -> Path:
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"tiny training run failed:\n{result.stderr[-3000:]}"
     return run
+
+
+@pytest.fixture(scope="session")
+def arm64_runtime():
+    from tfsparse import arm64
+
+    return arm64.provision()

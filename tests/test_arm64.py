@@ -1,7 +1,9 @@
-"""tfsparse.arm64: stage caching (idempotent, resumable, locked) and host checks.
+"""tfsparse.arm64: stage caching (idempotent, resumable, locked), host checks, and the
+apt-source parser that picks the Debian mirror.
 
 The real from-scratch provisioning is exercised by tests/test_bench.py; these tests drive
-the same stage machinery with small stand-in builds so they take seconds.
+the same stage machinery with small stand-in builds so they take seconds, and feed the
+parser constructed apt folders, so they mean the same on any host.
 """
 
 from __future__ import annotations
@@ -115,9 +117,100 @@ def test_unsupported_host_gets_one_line_naming_what_is_missing(monkeypatch):
     arm64._check_host(needs_apt=False)  # bring-your-own qemu and root: no apt needed
 
 
-def test_the_mirror_comes_from_the_hosts_apt_sources():
-    uri, _ = arm64.debian_mirror()
-    own = " ".join(Path(p).read_text() for p in
-                   [*map(str, Path("/etc/apt/sources.list.d").glob("*.sources")), "/etc/apt/sources.list"]
-                   if Path(p).exists())
-    assert uri in own and "security" not in uri
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+SECURITY_822 = f"""\
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: {KEYRING}
+"""
+
+
+@pytest.mark.parametrize("files, expected", [
+    pytest.param(  # Debian 12's default: the security stanza first, the mirror second
+        {"sources.list.d/debian.sources": SECURITY_822 + f"""
+Types: deb
+# http://snapshot.debian.org/archive/debian/20250520T000000Z
+URIs: http://ftp.de.debian.org/debian/
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: {KEYRING}
+"""}, ("http://ftp.de.debian.org/debian", KEYRING), id="deb822"),
+    pytest.param(  # disabled, source-only, updates-only and non-Debian stanzas are not the mirror
+        {"sources.list.d/a.sources": """\
+Types: deb
+URIs: http://disabled.example/debian
+Suites: bookworm
+Enabled: no
+
+Types: deb-src
+URIs: http://src.example/debian
+Suites: bookworm
+
+Types: deb
+URIs: http://updates.example/debian
+Suites: bookworm-updates bookworm-backports
+
+Types: deb
+URIs: https://deb.nodesource.com/node_20.x
+Suites: nodistro
+""",
+         "sources.list.d/b.sources": """\
+Types: deb deb-src
+URIs: http://mirror.example/debian
+Suites: trixie
+Components: main
+"""}, ("http://mirror.example/debian", None), id="deb822-skips"),
+    pytest.param(  # a key embedded in the stanza is not a keyring path
+        {"sources.list.d/debian.sources": """\
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Signed-By:
+ -----BEGIN PGP PUBLIC KEY BLOCK-----
+ .
+ mQINBGPL0BUBEADmW5NdOOHwPIJlgPu6JDcKw/NZJPR8lsD3K87ZM18gzyQZJD+w
+ -----END PGP PUBLIC KEY BLOCK-----
+"""}, ("http://deb.debian.org/debian", None), id="deb822-embedded-key"),
+    pytest.param(  # one-line format, with options, comments, deb-src and security lines
+        {"sources.list": """\
+# deb http://commented.example/debian bookworm main
+deb-src http://src.example/debian bookworm main
+deb http://security.debian.org/debian-security bookworm-security main
+deb [arch=amd64 signed-by=/etc/apt/keyrings/mirror.gpg] http://ftp.fr.debian.org/debian/ bookworm main contrib
+deb http://second.example/debian bookworm main
+"""}, ("http://ftp.fr.debian.org/debian", "/etc/apt/keyrings/mirror.gpg"), id="sources.list"),
+    pytest.param(  # a .list in sources.list.d, no options
+        {"sources.list": "deb http://archive.ubuntu.com/ubuntu jammy main\n",
+         "sources.list.d/debian.list": "  deb http://deb.debian.org/debian bookworm main\n"},
+        ("http://deb.debian.org/debian", None), id="list.d"),
+    pytest.param(  # deb822 files are read before one-line ones
+        {"sources.list": "deb http://one-line.example/debian bookworm main\n",
+         "sources.list.d/debian.sources": "Types: deb\nURIs: http://deb822.example/debian\nSuites: bookworm\n"},
+        ("http://deb822.example/debian", None), id="deb822-first"),
+])
+def test_the_mirror_is_read_from_apt_sources(tmp_path, files, expected):
+    """Catches a parser that misreads either apt source format (takes a disabled, source-only,
+    security/updates or non-Debian entry, keeps a trailing slash, loses or invents Signed-By).
+    Constructed files with known answers, so it means the same on any host."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert arm64.debian_mirror(tmp_path) == expected
+
+
+@pytest.mark.parametrize("files", [
+    {},  # no apt configuration at all
+    {"sources.list": "deb http://archive.ubuntu.com/ubuntu jammy main\n",
+     "sources.list.d/debian.sources": SECURITY_822},
+])
+def test_no_debian_mirror_is_a_one_line_error_naming_the_folder(tmp_path, files):
+    """Catches a parser that guesses a mirror (or crashes) when the host has no Debian source."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    with pytest.raises(UserError) as error:
+        arm64.debian_mirror(tmp_path)
+    assert str(error.value).startswith(f"no Debian mirror in {tmp_path}/sources.list(.d)")
+    assert "\n" not in str(error.value)

@@ -86,6 +86,16 @@ def test_densify_rejects_inconsistent_encodings(segments, values):
         densify(np.ones(values, np.float32), [3, 4], enc)
 
 
+def test_densify_refuses_a_corrupt_dense_size_before_building_it():
+    """Found by `python -m tfsparse.fuzz` (seed 0, case 4787): a DENSE level size mutated to
+    50,331,648 passed the 2**26 cap, and densify built arrays that large (12 s, GBs) before the
+    next level failed. Four stored values and a 4-entry segment array cannot need more paths."""
+    enc = SparseEncoding([0, 1], [], ["DENSE", "SPARSE_CSR"], [3 << 24, 0], [None, "uint8"],
+                         [None, np.array([0, 2, 2, 4])], [None, np.array([2, 3, 0, 1])])
+    with pytest.raises(UserError, match="dense level 0 of size 50331648 is unusable"):
+        densify(np.ones(4, np.float32), [3, 4], enc)
+
+
 def test_block_structure_finds_blocks_and_n_m():
     rng = np.random.default_rng(0)
     w = rng.normal(size=(16, 1, 1, 8)).astype(np.float32)  # OHWI

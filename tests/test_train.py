@@ -50,6 +50,7 @@ def test_smoke_run_writes_every_output_and_reaches_target(smoke_run):
     assert_reached(m, 0.9)
     assert set(m) >= {"dense_accuracy", "sparse_accuracy", "overall_sparsity", "layer_sparsity", "seconds_per_epoch"}
     assert set(m["seconds_per_epoch"]) == {"dense", "pruned"}
+    assert (m["strategy"], m["replicas"]) == ("DefaultDistributionStrategy", 1)
     # The xnnpack policy prunes the 1x1 convolutions and nothing else; the recipe's
     # `exclude` keeps the first one dense.
     assert sorted(m["layer_sparsity"]) == sorted(f"block{i}_pw_conv" for i in range(2, 5))
@@ -127,11 +128,16 @@ def test_one_shot_random_and_from_model(smoke_run, tmp_path):
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    """Catches `--strategy mirrored` being ignored or collapsing to one replica (the CPU not
+    split into logical devices): the run must report MirroredStrategy with 2 replicas in
+    sync, and still reach the pruning target through the replicas' all-reduced updates."""
     out = tmp_path / "mirrored"
     result = train(RECIPE, "--out", out, "--epochs", 1, "--max-train-examples", 256, "--strategy", "mirrored",
                    *TINY, env={"TFSPARSE_LOGICAL_CPUS": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert_reached(metrics(out), 0.9)
+    m = metrics(out)
+    assert (m["strategy"], m["replicas"]) == ("MirroredStrategy", 2)
+    assert_reached(m, 0.9)
 
 
 @pytest.mark.parametrize("args, message", [

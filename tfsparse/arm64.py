@@ -303,20 +303,26 @@ class _PrivateApt:
         return sorted((self.work / "cache" / "archives").glob("*.deb"))
 
 
-def debian_mirror() -> tuple[str, str | None]:
+def debian_mirror(apt_dir: str | Path = "/etc/apt") -> tuple[str, str | None]:
     """(mirror URI, Signed-By keyring or None) of the host's main Debian apt source.
 
-    Read from deb822 `/etc/apt/sources.list.d/*.sources` or one-line `sources.list` files;
-    security and update suites are skipped (they do not carry other releases).
+    Read from deb822 `<apt_dir>/sources.list.d/*.sources`, then one-line `sources.list` and
+    `sources.list.d/*.list` files; the first enabled `deb` entry wins. Security and update
+    suites are skipped (they do not carry other releases). A Signed-By that is not a file
+    (a key embedded in the stanza) gives None: apt's trusted keyrings then apply. Nothing
+    found is a one-line UserError: the mirror is never guessed (a host without a Debian
+    source would also lack the Debian archive keys).
     """
+    apt = Path(apt_dir)
     entries: list[tuple[str, list[str], str | None]] = []
-    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    for path in sorted((apt / "sources.list.d").glob("*.sources")):
         for stanza in re.split(r"\n\s*\n", _read(path)):
-            fields = dict(re.findall(r"^([\w-]+):\s*(.*)$", stanza, re.M))
+            # [ \t]*, not \s*: an empty first line (a multi-line value) must not take the next line.
+            fields = dict(re.findall(r"^([\w-]+):[ \t]*(.*)$", stanza, re.M))
             if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes") != "no":
                 for uri in fields.get("URIs", "").split():
                     entries.append((uri, fields.get("Suites", "").split(), fields.get("Signed-By") or None))
-    for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
+    for path in [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]:
         for line in _read(path).splitlines():
             match = re.match(r"\s*deb\s+(\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
             if match:
@@ -325,11 +331,11 @@ def debian_mirror() -> tuple[str, str | None]:
     for uri, suites, signed_by in entries:
         if "debian" in uri and "security" not in uri and not all("-" in s for s in suites):
             return uri.rstrip("/"), signed_by
-    raise UserError("no Debian mirror in /etc/apt/sources.list(.d); --target arm64-emu fetches "
+    raise UserError(f"no Debian mirror in {apt}/sources.list(.d); --target arm64-emu fetches "
                     "Debian packages (or pass both --qemu and --arm64-root)")
 
 
-def _read(path: str) -> str:
+def _read(path: str | Path) -> str:
     try:
         return Path(path).read_text()
     except OSError:

@@ -383,12 +383,16 @@ def densify(values: np.ndarray, shape: list[int], enc: SparseEncoding, name: str
         raise UserError(f"{what}: block map {enc.block_map} does not fit rank {rank}")
     block_sizes = [enc.dense_sizes[enc.traversal_order.index(rank + k)] for k in range(len(enc.block_map))]
 
+    # Paths only multiply through DENSE levels, and each must end up addressing a stored value
+    # or a segment of a later CSR level: more is a corrupt size, rejected before numpy builds
+    # arrays for it (up to MAX_DENSE_ELEMENTS took seconds and GBs; found by tfsparse.fuzz).
+    limit = max([values.size] + [enc.segments[lv].size for lv in range(levels) if enc.dim_formats[lv] != "DENSE"])
     prev = np.zeros(1, dtype=np.int64)  # position of each partial path in its parent level
     coords: list[np.ndarray] = []       # coordinate per level, one entry per partial path
     for level in range(levels):
         size = enc.dense_sizes[level]
         if enc.dim_formats[level] == "DENSE":
-            if size <= 0 or prev.size * size > MAX_DENSE_ELEMENTS:
+            if size <= 0 or prev.size * size > min(limit, MAX_DENSE_ELEMENTS):
                 raise UserError(f"{what}: dense level {level} of size {size} is unusable")
             coords = [np.repeat(c, size) for c in coords] + [np.tile(np.arange(size), prev.size)]
             prev = (np.repeat(prev, size) * size + coords[-1])

@@ -10,7 +10,11 @@
 Writes into the run folder (default `runs/<recipe>`): `config.toml` (the resolved
 recipe), `dense.keras`, `sparse.keras` (masks stripped), `metrics.json`, `logs/`
 (TensorBoard, with TF-MOT's per-layer sparsity) and `checkpoints/` (one per
-epoch, for `--resume`).
+epoch, for `--resume`). `metrics.json` holds the dense and sparse scores, overall
+and per-layer sparsity, the schedule, epochs, seconds per epoch, and `strategy`
+(the tf.distribute class the run trained under, e.g. `MirroredStrategy`;
+`DefaultDistributionStrategy` without `--strategy`) with `replicas` (its
+`num_replicas_in_sync`); after `--resume`, those of the invocation that finished.
 
 Multi-worker training: set `TF_CONFIG` on every worker as described in
 https://www.tensorflow.org/tutorials/distribute/multi_worker_with_keras and pass

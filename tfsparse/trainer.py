@@ -234,6 +234,7 @@ class Trainer:
         return metrics
 
     def metrics(self, state) -> dict:
+        """`metrics.json` (keys described in tfsparse/train.py), incl. `strategy` and `replicas`."""
         sparse = keras.models.load_model(self.run_dir / "sparse.keras", compile=False)
         names = state.data["pruned_layers"]
         seconds = state.data["seconds"]
@@ -256,6 +257,10 @@ class Trainer:
             "schedule": state.data["schedule"],
             "epochs": dict(state.data["epochs_done"]),
             "train_examples": len(self.splits.x_train),
+            # What the run really trained under, not what was asked for: a mirrored run that
+            # silently fell back to one device shows here as 1 replica.
+            "strategy": type(self.strategy).__name__.lstrip("_"),
+            "replicas": int(self.strategy.num_replicas_in_sync),
             "seconds_per_epoch": {
                 "dense": _mean(seconds["dense"]),
                 "pruned": _mean(seconds["pruning"]),
