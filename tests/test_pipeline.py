@@ -72,13 +72,20 @@ def test_pipeline_writes_report_and_model_card_with_the_json_numbers(point):
     assert metrics["target_sparsity"] == 0.5 and [e["variant"] for e in manifest["files"]] == ["fp32", "fp32"]
 
     # The arm64 stage ran the shipped files on the emulated aarch64 LiteRT: each was timed and
-    # computed what the host computes. (Only these fields: `pairs` is being reshaped, issue 12.)
+    # computed what the host computes; the sparse file is compared with its dense twin only.
     arm = json.loads((point / "bench" / "arm64-emu.json").read_text())
     assert arm["target"] == "arm64-emu"
     arm_by_file = {Path(r["path"]).name: r for r in arm["results"]}
     assert set(arm_by_file) >= {Path(e["path"]).name for e in manifest["files"]}, sorted(arm_by_file)
     for r in arm["results"]:
         assert r["error"] is None and r["median_ms"] > 0 and r["outputs_match_host"] is True, r
+    sparse_file = str(export_dir / f"{name}.sparse.fp32.tflite")
+    [pair] = arm["pairs"]
+    assert (pair["sparse"], pair["baseline_kind"]) == (sparse_file, "same_weights") and pair["speedup"] > 0
+    [twin] = [r for r in arm["results"] if r.get("twin_of")]
+    assert twin["twin_of"] == sparse_file and pair["baseline"] == twin["path"]
+    [effect] = arm["emulated_zero_effect"]
+    assert effect["twin"] == twin["path"] and effect["ratio"] > 0
 
     # report.md: one row per file, with the manifest's sizes/accuracy and the bench's latency.
     text = (point / "report.md").read_text()
@@ -91,7 +98,10 @@ def test_pipeline_writes_report_and_model_card_with_the_json_numbers(point):
         assert report._ms(by_file[Path(entry["path"]).name]) in row
         assert report._ms(arm_by_file[Path(entry["path"]).name]) in row
     assert format_pct(manifest["sparsity"]["overall"]) in text and "host ms (1 thread)" in text
-    assert "arm64-emu ms (1 thread)" in text
+    assert "arm64-emu ms (1 thread) | arm64-emu vs same weights |" in text and "arm64-emu vs unpruned" not in text
+    assert "host vs same weights | host vs unpruned dense" in text
+    sparse_row = next(line for line in text.splitlines() if line.startswith("| mobilenet_v1-sp50 | fp32 | sparse |"))
+    assert f"| {pair['speedup']:.2f}x |" in sparse_row
     assert "all but 1x1 convs" in text and "android skipped" in text
 
     # results.csv / results.json carry the same numbers.
@@ -101,6 +111,8 @@ def test_pipeline_writes_report_and_model_card_with_the_json_numbers(point):
                                                            for e in manifest["files"]]
     assert [float(r["arm64-emu_median_ms"]) for r in rows] == [arm_by_file[Path(e["path"]).name]["median_ms"]
                                                                 for e in manifest["files"]]
+    assert [r["arm64-emu_vs_twin"] for r in rows] == ["", str(pair["speedup"])]
+    assert [float(r["arm64-emu_twin_ms"] or 0) for r in rows] == [0, twin["median_ms"]]
     assert json.loads((point / "results.json").read_text())["points"][0]["sparsity"] == manifest["sparsity"]["overall"]
 
     # Plots: real PNGs that decode to a non-blank image.
@@ -156,10 +168,20 @@ def test_android_stage_runs_when_a_device_and_benchmark_model_are_configured(poi
     assert state["stages"]["bench android"]["status"] == "ran" and "android" not in state["skipped"]
     android = json.loads((copy / "bench" / "android" / "results.json").read_text())
     rows = list(csv.DictReader(open(copy / "results.csv")))
+    twins = {r["threads"]: r for r in android["results"] if r["twin_of"]}
+    assert {r["twin_of"] for r in twins.values()} == {"mobilenet_v1-sp50.sparse.fp32.tflite"}  # none for the dense file
     for r in android["results"]:
+        if r["twin_of"]:
+            continue  # not a shipped file: it feeds the sparse file's "vs same weights"
         row = next(x for x in rows if x["file"] == Path(r["path"]).name)
-        assert float(row[f"android-t{r['threads']}_median_ms"]) == r["avg_ms"]
-    assert f"android-t{android['results'][0]['threads']} ms" in (copy / "report.md").read_text()
+        key = f"android-t{r['threads']}"
+        assert float(row[f"{key}_median_ms"]) == r["avg_ms"]
+        if not r["dense"]:
+            assert float(row[f"{key}_vs_twin"]) == r["speedup_vs_twin"] == twins[r["threads"]]["avg_ms"] / r["avg_ms"]
+            assert float(row[f"{key}_vs_dense"]) == r["speedup_vs_dense"]
+    text = (copy / "report.md").read_text()
+    assert f"android-t{android['results'][0]['threads']} ms" in text
+    assert "android-t1 vs same weights | android-t1 vs unpruned dense" in text
 
 
 def test_interrupted_sweep_resumes_without_redoing_finished_points(point, sweep_dir):
