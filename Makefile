@@ -1,7 +1,17 @@
-# Two commands set up everything on a fresh Debian/Ubuntu machine with Python 3.11:
+# Two commands set up everything on a fresh Debian/Ubuntu machine with Python 3.11-3.13:
 #   make demo   - venv, install, offline data, default recipe end to end
 #   make test   - venv, install, offline data, the test suite
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# TensorFlow 2.21 / ai-edge-litert 2.3.0 publish wheels for CPython 3.11-3.13 only
+# (pyproject's requires-python). Newest first: the newest Python is the one a distribution
+# ships as python3 (Debian 13: 3.13, Ubuntu 24.04: 3.12, Debian 12: 3.11). Each candidate
+# is run, not just found: a pyenv shim exists for every installed version but fails unless
+# that version is selected.
+SUPPORTED_TEXT := 3.11, 3.12 or 3.13
+supported_py = $(1) -c 'import sys; sys.exit(sys.version_info[:2] not in [(3, 11), (3, 12), (3, 13)])' 2>/dev/null
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for c in python3.13 python3.12 python3.11 python3; do \
+                    p=$$(command -v $$c) && $(call supported_py,$$p) && echo $$p && exit; done)
+endif
 VENV   := .venv
 PY     := $(VENV)/bin/python
 RECIPE ?= models/mobilenet_v1.toml
@@ -10,12 +20,16 @@ RECIPE ?= models/mobilenet_v1.toml
 
 install: $(VENV)/.installed
 
-# Debian ships venv's ensurepip separately (python3.11-venv); install it only if missing.
+# One line instead of pip's resolver error when no supported Python is there.
+# Debian ships venv's ensurepip separately (python3.X-venv); install it only if missing.
 $(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" && $(call supported_py,$(PYTHON)) || \
+	  { echo "tfsparse needs Python $(SUPPORTED_TEXT) (TensorFlow 2.21 has no wheel for others): none found$(if $(PYTHON), ($(PYTHON) is $$($(PYTHON) -V 2>&1)))" >&2; exit 1; }
 	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || \
-	  { echo "installing python3-venv (needs root)"; \
-	    apt-get install -y -q python3.11-venv 2>/dev/null || \
-	    { apt-get update -q && apt-get install -y -q python3.11-venv; } || \
+	  { pkg=python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv; \
+	    echo "installing $$pkg (needs root)"; \
+	    apt-get install -y -q $$pkg 2>/dev/null || \
+	    { apt-get update -q && apt-get install -y -q $$pkg; } || \
 	    apt-get install -y -q python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
