@@ -16,7 +16,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 RECIPE ?= models/mobilenet_v1.toml
 
-.PHONY: demo test install data clean
+.PHONY: demo test install data clean check-pythons
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,12 @@ demo: data
 
 test: data
 	$(PY) -m pytest -q
+
+# make test on a fresh Debian 13 root (Python 3.13), built with debootstrap; needs root.
+# Uses the host's Python only to run the script (stdlib), not the venv.
+check-pythons:
+	@test -n "$(PYTHON)" || { echo "check-pythons needs a python3 to run tools/check_pythons.py" >&2; exit 1; }
+	$(PYTHON) tools/check_pythons.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
