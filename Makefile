@@ -6,12 +6,16 @@
 # ships as python3 (Debian 13: 3.13, Ubuntu 24.04: 3.12, Debian 12: 3.11). Each candidate
 # is run, not just found: a pyenv shim exists for every installed version but fails unless
 # that version is selected.
-SUPPORTED_TEXT := 3.11, 3.12 or 3.13
+PYTHON_NEEDED := tfsparse needs Python 3.11, 3.12 or 3.13 (TensorFlow 2.21 has wheels for no other)
 supported_py = $(1) -c 'import sys; sys.exit(sys.version_info[:2] not in [(3, 11), (3, 12), (3, 13)])' 2>/dev/null
 ifeq ($(origin PYTHON),undefined)
 PYTHON := $(shell for c in python3.13 python3.12 python3.11 python3; do \
                     p=$$(command -v $$c) && $(call supported_py,$$p) && echo $$p && exit; done)
 endif
+# Checked when the venv is (re)built; $(error) makes it one line ("Makefile:N: *** ... Stop.").
+python_error = $(if $(PYTHON),$(shell $(call supported_py,$(PYTHON)) || \
+                 echo "PYTHON=$(PYTHON) is $$($(PYTHON) -V 2>/dev/null || echo not runnable)"),$\
+                 none of python3.13 python3.12 python3.11 python3 on PATH is one)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 RECIPE ?= models/mobilenet_v1.toml
@@ -23,8 +27,7 @@ install: $(VENV)/.installed
 # One line instead of pip's resolver error when no supported Python is there.
 # Debian ships venv's ensurepip separately (python3.X-venv); install it only if missing.
 $(VENV)/.installed: pyproject.toml
-	@test -n "$(PYTHON)" && $(call supported_py,$(PYTHON)) || \
-	  { echo "tfsparse needs Python $(SUPPORTED_TEXT) (TensorFlow 2.21 has no wheel for others): none found$(if $(PYTHON), ($(PYTHON) is $$($(PYTHON) -V 2>&1)))" >&2; exit 1; }
+	$(if $(python_error),$(error $(PYTHON_NEEDED): $(python_error)))
 	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || \
 	  { pkg=python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv; \
 	    echo "installing $$pkg (needs root)"; \
