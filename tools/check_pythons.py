@@ -14,7 +14,7 @@ machine as a chroot and runs the README's command in it from a clean copy of the
   unmounted at the end, also on failure, and could not outlive a killed run anyway.
 - Result: one line on stdout and a JSON file (Python version, tests passed/failed, seconds).
   The arm64 emulator the tests provision inside the root must run from a host Python 3.13:
-  the JSON counts the arm64 tests that passed and records the userland they built.
+  the JSON lists the outcome of each test run on it and whether its userland was built.
 
 Needs root (debootstrap, chroot, mount), an x86-64 Debian/Ubuntu host with apt, and network
 access to the Debian mirror and PyPI.
@@ -45,9 +45,10 @@ ROOT_PACKAGES = ("python3", "python3-venv", "make", "ca-certificates")
 SUITES = {"trixie": "13"}  # suite -> Debian version, for the messages
 MARKER = ".complete"
 NS_ENV = "TFSPARSE_CHECK_PYTHONS_NS"  # set once we run inside our private mount namespace
-# Test files that provision or drive the emulated arm64 runtime (grep provision/arm64-emu
-# in tests/); the JSON counts how many of their tests passed.
-ARM64_TEST_FILES = ("test_arm64", "test_xnnpack_runtime", "test_bench", "test_sparse_lookup")
+# The tests that run models on the emulated arm64 runtime (from a host Python 3.13 here):
+# all of test_xnnpack_runtime, and these by name. The JSON lists their outcomes.
+ARM64_TESTS = ("test_xnnpack_runtime::", "test_arm64_emu_runs_sparse_faster",
+               "test_outputs_that_differ_from_the_host", "test_runs_on_the_emulated_arm64_runtime")
 
 
 class Failure(Exception):
@@ -106,7 +107,7 @@ def run(args) -> int:
         venv_python = _chroot_out(root, ["/work/tfsparse/.venv/bin/python", "-c",
                                          "import platform; print(platform.python_version())"], check=False)
 
-    counts, arm64_passed = parse_junit(root / junit_inside.lstrip("/"))
+    counts, arm64_tests = parse_junit(root / junit_inside.lstrip("/"))
     userland = root / "root" / ".cache" / "tfsparse" / "arm64" / "userland-bookworm"
     result = {
         "command": "make check-pythons",
@@ -116,7 +117,7 @@ def run(args) -> int:
         "commit": commit,
         "make_test_returncode": rc,
         **counts,
-        "arm64_tests_passed": arm64_passed,
+        "arm64_emulated_tests": arm64_tests,
         "arm64_userland_built": (userland / MARKER).exists(),
         "arm64_python": "3.11 (Debian 12 arm64, under qemu)" if (userland / "usr/bin/python3.11").exists() else None,
         "make_test_seconds": round(make_seconds, 1),
@@ -127,8 +128,10 @@ def run(args) -> int:
     }
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     status = "passed" if rc == 0 else f"FAILED (make test exit {rc})"
+    arm64_ok = sum(outcome == "passed" for outcome in arm64_tests.values())
     print(f"check-pythons: {status}: Debian {debian}, Python {python}: {counts['passed']} passed, "
-          f"{counts['failed']} failed, {counts['errors']} errors, {counts['skipped']} skipped; "
+          f"{counts['failed']} failed, {counts['errors']} errors, {counts['skipped']} skipped "
+          f"({arm64_ok}/{len(arm64_tests)} emulated-arm64 tests passed); "
           f"make test {_mmss(make_seconds)}, total {_mmss(result['seconds'])} -> {args.json}", flush=True)
     return 0 if rc == 0 else 1
 
@@ -266,11 +269,12 @@ def _chroot_stream(root: Path, script: str, log_path: Path, extra_env: dict[str,
         return proc.wait()
 
 
-def parse_junit(path: Path) -> tuple[dict[str, int], int]:
+def parse_junit(path: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """Totals by outcome, and the outcome of each emulated-arm64 test ("classname::name")."""
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    arm64_passed = 0
+    arm64: dict[str, str] = {}
     if not path.exists():  # make test stopped before pytest ran
-        return counts, arm64_passed
+        return counts, arm64
     for case in ET.parse(path).iter("testcase"):
         outcome = "passed"
         for child in case:
@@ -278,10 +282,10 @@ def parse_junit(path: Path) -> tuple[dict[str, int], int]:
                 outcome = {"failure": "failed", "error": "errors", "skipped": "skipped"}[child.tag]
                 break
         counts[outcome] += 1
-        # classname is "tests.test_arm64" or "tests.test_arm64.TestClass"
-        if outcome == "passed" and set(case.get("classname", "").split(".")) & set(ARM64_TEST_FILES):
-            arm64_passed += 1
-    return counts, arm64_passed
+        test_id = f"{case.get('classname', '')}::{case.get('name', '')}"
+        if any(key in test_id for key in ARM64_TESTS):
+            arm64[test_id] = outcome
+    return counts, arm64
 
 
 def _git(*args: str) -> str:
