@@ -178,7 +178,9 @@ def ensure_debootstrap() -> None:
     # update's exit status is ignored: an unreachable third-party source fails it while the
     # Debian lists that carry debootstrap were refreshed; the install below is what counts.
     subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-    proc = subprocess.run(["apt-get", "install", "-y", "-q", "debootstrap"], capture_output=True, text=True)
+    # Without recommends (arch-test, gnupg): debootstrap and, if missing, its dependency wget.
+    proc = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "debootstrap"],
+                          capture_output=True, text=True)
     if proc.returncode != 0 or not shutil.which("debootstrap"):
         raise Failure(f"apt-get install debootstrap failed: {(proc.stderr.strip() or '?').splitlines()[-1]}")
 
