@@ -260,14 +260,16 @@ def _chroot_out(root: Path, cmd: list[str], check: bool = True) -> str:
 
 
 def _chroot_stream(root: Path, script: str, log_path: Path, extra_env: dict[str, str]) -> int:
-    """Runs `sh -c script` in the root, its output both on our stdout and in `log_path`."""
+    """Runs `sh -c script` in the root, its output both on our stdout and in `log_path`.
+
+    Copied as it comes, not by line: pytest -q prints its progress dots without newlines."""
     cmd = ["chroot", str(root), *_env(extra_env), "sh", "-c", script]
-    with open(log_path, "w") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                      text=True, errors="replace") as proc:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            log.write(line)
+    with open(log_path, "wb") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                                       stderr=subprocess.STDOUT) as proc:
+        while chunk := os.read(proc.stdout.fileno(), 65536):
+            for out in (sys.stdout.buffer, log):
+                out.write(chunk)
+                out.flush()
         return proc.wait()
 
 
