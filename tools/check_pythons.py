@@ -7,9 +7,9 @@ machine as a chroot and runs the README's command in it from a clean copy of the
 - The root is made by `debootstrap --variant=minbase` from the host's own Debian mirror (read
   the way the arm64 emulator reads it) and cached under `~/.cache/tfsparse/check-pythons/`;
   later runs reuse it. Nothing is installed on the host except debootstrap itself.
-- Each run starts like a fresh machine: the root's `~/.cache` (pip, data, arm64 emulator) and
-  its previous repository copy are removed, then `git archive HEAD` is unpacked into it (what is
-  committed is what is tested).
+- Each run starts like a fresh machine: the root's `~/.cache` (pip, data, arm64 emulator), its
+  /tmp and its previous repository copy are removed, then `git archive HEAD` is unpacked into
+  it (what is committed is what is tested). One run at a time (a lock beside the root).
 - /proc, /sys and /dev are bind-mounted in a private mount namespace (`unshare -m`): they are
   unmounted at the end, also on failure, and could not outlive a killed run anyway.
 - Result: one line on stdout and a JSON file (Python version, tests passed/failed, seconds).
@@ -23,6 +23,7 @@ access to the Debian mirror and PyPI.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -42,7 +43,7 @@ from tfsparse.paths import cache_dir  # noqa: E402
 # What a user's fresh machine has before typing the README's two commands; ca-certificates
 # because minbase has none and pip cannot reach PyPI over TLS without it.
 ROOT_PACKAGES = ("python3", "python3-venv", "make", "ca-certificates")
-SUITES = {"trixie": "13"}  # suite -> Debian version, for the messages
+SUITES = ("trixie",)  # Debian 13, whose only python3 is 3.13: the newest Python supported
 MARKER = ".complete"
 NS_ENV = "TFSPARSE_CHECK_PYTHONS_NS"  # set once we run inside our private mount namespace
 # The tests that run models on the emulated arm64 runtime (from a host Python 3.13 here):
@@ -57,7 +58,7 @@ class Failure(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make check-pythons", description=__doc__.split("\n")[0])
-    parser.add_argument("--suite", default="trixie", choices=sorted(SUITES),
+    parser.add_argument("--suite", default="trixie", choices=SUITES,
                         help="Debian suite of the root (default trixie = Debian 13, Python 3.13)")
     parser.add_argument("--json", default=str(REPO / "reports" / "check_pythons" / "debian-trixie.json"),
                         help="where to write the result (default reports/check_pythons/debian-trixie.json)")
@@ -84,6 +85,17 @@ def run(args) -> int:
         cmd = ["unshare", "--mount", "--propagation", "private", sys.executable, __file__, *sys.argv[1:]]
         return subprocess.run(cmd, env=env).returncode
 
+    base = cache_dir("check-pythons")
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Failure(f"another check-pythons run is using {base}") from None
+        return _run_locked(args)
+
+
+def _run_locked(args) -> int:
     started = time.monotonic()
     commit = _git("rev-parse", "HEAD")
     if _git("status", "--porcelain", "--untracked-files=no"):
@@ -190,6 +202,8 @@ def fresh_copy(root: Path, commit: str) -> None:
     work = root / "work"
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(root / "root" / ".cache", ignore_errors=True)
+    for leftover in (root / "tmp").iterdir():  # pytest's and the tests' temporary folders
+        shutil.rmtree(leftover) if leftover.is_dir() and not leftover.is_symlink() else leftover.unlink()
     (work / "tfsparse").mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit],
                              capture_output=True, check=True).stdout
