@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from tfsparse.cli import UserError
+from tfsparse.errors import one_line
 
 # Seconds between boot checks of --avd; the tests shorten it (their stand-in boots at once).
 BOOT_POLL_S = float(os.environ.get("TFSPARSE_BOOT_POLL_S", "2"))
@@ -72,13 +73,13 @@ class Adb:
     def checked_shell(self, *words: str, timeout: float = 120) -> str:
         result = self.shell(*words, timeout=timeout)
         if result.returncode != 0:
-            raise DeviceLost(_one_line(result.stderr or result.stdout) or f"adb shell {words[0]} failed")
+            raise DeviceLost(one_line(result.stderr or result.stdout, last=True) or f"adb shell {words[0]} failed")
         return result.stdout
 
     def push(self, local: Path, remote: str, timeout: float = 600) -> None:
         result = self.run(["push", str(local), remote], timeout=timeout)
         if result.returncode != 0:
-            raise DeviceLost(f"adb push {local} failed: {_one_line(result.stderr or result.stdout)}")
+            raise DeviceLost(f"adb push {local} failed: {one_line(result.stderr or result.stdout, last=True)}")
 
     def getprops(self) -> dict[str, str]:
         """All system properties in one call (`getprop` prints `[name]: [value]` lines)."""
@@ -93,12 +94,6 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     proc.communicate()
-
-
-def _one_line(text: str | None) -> str:
-    """The last non-blank line: adb and the device's tools print the cause last."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def find_tool(explicit: str | None, env: str, name: str, sdk_subdir: str) -> str | None:
@@ -123,7 +118,7 @@ def list_devices(adb: Adb) -> list[tuple[str, str]]:
     except PermissionError:
         raise UserError(f"{adb.adb} is not executable: pass --adb PATH or set ADB") from None
     if result.returncode != 0:
-        raise UserError(f"'{adb.adb} devices' failed: {_one_line(result.stderr) or 'exit ' + str(result.returncode)}")
+        raise UserError(f"'{adb.adb} devices' failed: {one_line(result.stderr, last=True) or 'exit ' + str(result.returncode)}")
     devices = []
     for line in result.stdout.splitlines():
         if not line.strip() or line.startswith(("List of devices", "*")):

@@ -42,9 +42,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tfsparse import atomic, benchmark_model, manifest
-from tfsparse.adb import (Adb, DeviceLost, _one_line, check_abi, choose_device, elf_abi, find_tool,
+from tfsparse.adb import (Adb, DeviceLost, check_abi, choose_device, elf_abi, find_tool,
                           list_devices, start_emulator, stop_emulator)
 from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.errors import one_line
 
 REMOTE_DIR = "/data/local/tmp/tfsparse"
 REMOTE_BINARY = f"{REMOTE_DIR}/benchmark_model"
@@ -228,13 +229,13 @@ def run_one(adb: Adb, args, model: Model, threads: int) -> RunResult:
         remote_status = int(m.group(1))
     elif proc.returncode != 0:
         # No marker: adb never reached (or lost) the device.
-        result.error = f"device lost: {_one_line(proc.stderr or proc.stdout) or 'adb exit ' + str(proc.returncode)}"
+        result.error = f"device lost: {one_line(proc.stderr or proc.stdout, last=True) or 'adb exit ' + str(proc.returncode)}"
         return result
     parsed = benchmark_model.parse(text)
     if remote_status not in (0, None):
         reason = {139: "crashed (SIGSEGV)", 134: "crashed (SIGABRT)", 137: "was killed (SIGKILL)",
                   132: "crashed (SIGILL)", 135: "crashed (SIGBUS)"}.get(remote_status, f"exited with status {remote_status}")
-        detail = _failure_detail(parsed) or _one_line(text.replace(m.group(0), ""))
+        detail = _failure_detail(parsed) or one_line(text.replace(m.group(0), ""), last=True)
         result.error = f"benchmark_model {reason}" + (f": {detail}" if detail else "")
         return result
     if not parsed.has_timing:

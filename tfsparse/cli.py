@@ -7,16 +7,21 @@ stderr naming the bad value and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.abc
 import importlib.util
 import os
 import sys
 from typing import Callable, Sequence
 
+from tfsparse.errors import TfsparseError, one_line
+from tfsparse.stderr import captured_stderr
 
-class UserError(Exception):
-    """An error in what the user asked for: printed as one line, exit status 2."""
+
+class UserError(TfsparseError):
+    """An error in what the user asked for: printed as one line, exit status 2.
+
+    A `tfsparse.TfsparseError`, so library callers catch it with every other tfsparse error.
+    """
 
 
 def unknown_name(kind: str, name: str, known) -> UserError:
@@ -33,20 +38,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 - argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-@contextlib.contextmanager
-def _stderr_fd_silenced():
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
@@ -67,7 +58,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         exec_module = spec.loader.exec_module
 
         def quiet_exec(module):
-            with _stderr_fd_silenced():
+            with captured_stderr():
                 exec_module(module)
 
         spec.loader.exec_module = quiet_exec
@@ -84,13 +75,13 @@ def quiet_tensorflow_startup():
 
 def run_main(prog: str, main: Callable[[Sequence[str] | None], int | None],
              argv: Sequence[str] | None = None) -> int:
-    """Runs `main(argv)`; maps UserError to one line + exit 2, Ctrl-C to 130."""
+    """Runs `main(argv)`; maps any TfsparseError (UserError included) to one line + exit 2,
+    Ctrl-C to 130."""
     quiet_tensorflow_startup()
     try:
         return int(main(argv) or 0)
-    except UserError as e:
-        message = " ".join(str(e).split())  # always exactly one line
-        print(f"{prog}: error: {message}", file=sys.stderr)
+    except TfsparseError as e:
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)  # always exactly one line
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

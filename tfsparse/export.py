@@ -61,13 +61,11 @@ Decisions an app developer should know:
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -75,8 +73,10 @@ from typing import Sequence
 import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.errors import one_line
 from tfsparse.manifest import MANIFEST_NAME
 from tfsparse.recipe import EXPORT_VARIANTS, INT8_WEIGHTS, Recipe, load_recipe
+from tfsparse.stderr import captured_stderr
 
 PROG = "tfsparse.export"
 INPUT_NAME = "image"
@@ -169,40 +169,12 @@ def resolve_source(path: str, recipe_path: str | None) -> Source:
     return Source(p.stem, recipe, recipe_path, p, None, None)
 
 
-# ---- quiet converter ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def captured_stderr():
-    """Sends file descriptor 2 to a temporary file (the converter and LiteRT log from C++).
-
-    Yields a function returning what was captured so far, for error messages.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as log:
-
-        def captured() -> str:
-            log.flush()
-            log.seek(0)
-            return log.read().decode("utf-8", "replace")
-
-        os.dup2(log.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+# ---- messages ---------------------------------------------------------------------------
 
 
 def _runtime_message(error: Exception) -> str:
     """LiteRT's error on one line; it glues its per-node messages together, so separate them."""
-    return re.sub(r"(?<=\S)(failed to delegate|Node number)", r"; \1", _one_line(error))
+    return re.sub(r"(?<=\S)(failed to delegate|Node number)", r"; \1", one_line(error))
 
 
 # ---- the TensorFlow side ---------------------------------------------------------------
@@ -272,7 +244,7 @@ class Exporter:
         try:
             return self.tf.keras.models.load_model(path, compile=False)
         except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
-            raise UserError(f"cannot load {path}: {_one_line(str(e).splitlines()[0] if str(e) else type(e).__name__)}") from None
+            raise UserError(f"cannot load {path}: {one_line(str(e).splitlines()[0] if str(e) else type(e).__name__)}") from None
 
     def sub_model(self, model, path: Path):
         """Input -> `[export] output_layer`, sharing the weights (a model loaded from a file is a
@@ -348,7 +320,7 @@ class Exporter:
                 return converter.convert()
             except Exception as e:  # noqa: BLE001 - the converter raises ConverterError and others
                 tail = [line for line in log().splitlines() if "error" in line.lower()][-3:]
-                raise UserError(f"conversion to {variant} failed: {_one_line(e)} {' '.join(tail)}") from None
+                raise UserError(f"conversion to {variant} failed: {one_line(e)} {' '.join(tail)}") from None
 
     def representative_dataset(self):
         """`[export] representative_examples` training examples, a seeded sample, one per step."""
