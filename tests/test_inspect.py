@@ -197,3 +197,14 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, case):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and str(path) in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_file_without_signatures_says_none():
+    from tfsparse.inspect import format_report
+
+    report = {"bytes": 10, "gzip_bytes": 10, "ops": [], "sparse_tensors": [], "densify_ops": 0,
+              "tensors": {"count": 0, "constant": 0, "constant_bytes": 0, "by_dtype": {}, "inputs": [], "outputs": []},
+              "signatures": [], "metadata": {},
+              "xnnpack": {"target": "arm64", "sparse_clusters": 0, "clusters": [], "warnings": []}}
+    text = format_report(report).splitlines()
+    assert text[text.index("Signatures:") + 1] == "  none"

@@ -193,8 +193,8 @@ def format_report(r: dict) -> str:
         lines.append(f"      {s['stored_values']} of {s['dense_elements']} values stored, "
                      f"{100 * s['zero_fraction']:.1f}% zero; blocks: converter {b['converter_block'] or 'none'}, "
                      f"output-channel block {b['output_channel_block']}, N:M {b['n_m'] or 'none'}")
-    lines += ["", "Signatures:"] + [f"  {s['key']}: inputs {list(s['inputs'])} outputs {list(s['outputs'])}"
-                                    for s in r["signatures"]] or ["  none"]
+    lines += ["", "Signatures:"] + ([f"  {s['key']}: inputs {list(s['inputs'])} outputs {list(s['outputs'])}"
+                                     for s in r["signatures"]] or ["  none"])
     lines += ["", "Metadata:"]
     for k, v in r["metadata"].items():
         lines.append(f"  {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}")
