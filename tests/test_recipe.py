@@ -67,3 +67,14 @@ def test_configs_round_trip_through_get_config():
 def test_dump_toml_escapes_strings():
     text = dump_toml({"model": {"name": 'a"b\\c', "flag": True, "sizes": [1, 2.5]}})
     assert tomllib.loads(text) == {"model": {"name": 'a"b\\c', "flag": True, "sizes": [1, 2.5]}}
+
+
+def test_control_characters_round_trip_through_config_toml(tmp_path):
+    """A regex with a newline, a tab or a control character makes a config.toml that
+    `--resume` (load_recipe) reads back to the same recipe."""
+    recipe = load_recipe(MODELS[0], ['pruning.exclude="^a\\nb\\t\\u0001\\\\d$"'])
+    assert recipe.pruning.exclude == "^a\nb\t\x01\\d$"
+    config = tmp_path / "config.toml"
+    config.write_text("# resolved recipe of x\n" + recipe.to_toml())
+    again = load_recipe(config)
+    assert again.get_config() == recipe.get_config()

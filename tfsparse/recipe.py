@@ -330,23 +330,15 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise UserError(f"{path}: {e}") from None
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def dump_toml(config: dict[str, dict[str, Any]]) -> str:
-    """Writes the two-level tables recipes use (tomllib reads, nothing writes)."""
-    lines = []
-    for section, table in config.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    return "\n".join(lines)
+    """The two-level tables recipes use, as TOML that `tomllib` reads back unchanged.
+
+    Written by `tomli_w` (strings escaped properly: a regex with a newline or a tab
+    round-trips, which a hand-rolled writer got wrong).
+    """
+    import tomli_w
+
+    try:
+        return tomli_w.dumps(config)
+    except TypeError as e:
+        raise TypeError(f"cannot write the recipe as TOML: {e}") from None
