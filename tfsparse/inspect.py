@@ -143,8 +143,9 @@ def manifest_summary(report: dict) -> dict:
     return {"sparse_tensors": len(report["sparse_tensors"]), "densify_ops": report["densify_ops"],
             "xnnpack": {"sparse_clusters": x["sparse_clusters"],
                         "verdict": "sparse" if x["sparse_clusters"] else "dense",
-                        "reasons": x["reasons"] + [w for w in x["warnings"] if w.startswith(("known XNNPACK bug",
-                                                                                          "dense head"))]}}
+                        "reasons": x["reasons"] + [f["message"] for f in x["findings"] if f["code"] in
+                                                   ("xnnpack_bug_a", "xnnpack_bug_b", "xnnpack_bug_b_harmless",
+                                                    "dense_head_in_cluster")]}}
 
 
 def inspect_file(path: str | Path, target: str = "arm64") -> dict:

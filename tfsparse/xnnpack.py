@@ -43,6 +43,19 @@ UNARY_OPS = {"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH",
              "LOG", "GELU", "SIN", "COS", "SIGN", "QUANTIZE", "DEQUANTIZE"}
 SPARSE_THRESHOLD = "66.7%"
 
+# The codes of the warnings `analyze` reports (its "findings"), with what each means.
+FINDINGS = {
+    "x86_avx": "the target is an x86 CPU with AVX: XNNPACK never runs sparse there",
+    "no_sparse_tensor": "no sparse tensor in the file",
+    "no_densify": "sparse tensors but no DENSIFY op: the delegate is never asked for sparse inference",
+    "int8": "int8 tensors: the sparse path is fp32/fp16 only",
+    "int8_dynamic_sparse": "int8 dynamic-range weights stored sparse: fails to load on LiteRT 2.3.0",
+    "xnnpack_bug_a": "a constant second MUL/ADD operand breaks the cluster (XNNPACK bug a)",
+    "dense_head_in_cluster": "a dense head after MEAN(keep_dims) is pulled into the cluster",
+    "xnnpack_bug_b": "a cluster ends in a middle node: XNNPACK computes WRONG results (bug b)",
+    "xnnpack_bug_b_harmless": "a cluster ends in a middle node, harmless because its output is 1x1",
+    "not_eligible": "no cluster runs sparse: the model is not eligible for XNNPACK sparse inference",
+}
 X86_REASON = "x86 with AVX never runs sparse: XNNPACK disables its channel-first path on AVX CPUs"
 NO_DENSIFY_REASON = "no DENSIFY op: the delegate is never asked for sparse inference"
 INT8_REASON = "int8 tensors: XNNPACK's sparse path is fp32/fp16 only"
@@ -62,6 +75,7 @@ class Node:
     weights: int | None = None        # filter value of a 1x1 conv / fully-connected node
     leader: int = 0
     blocked_by: list[str] = field(default_factory=list)  # why its cluster was rejected
+    bug_a: bool = False               # rejected by XNNPACK's known bug (a), constant second operand
 
     @property
     def label(self) -> str:
@@ -283,6 +297,7 @@ def _compatibility(sg, op, node, static, shapes, fused_pad) -> tuple[int, str | 
         if b in static and sum(d != 1 for d in shapes[a]) > 1:
             # XNNPACK checks the FIRST operand's shape here (known bug): a per-channel constant
             # in second place always fails because the activation has H, W and C > 1.
+            node.bug_a = True
             return 0, (f"{name} has a constant second operand {shapes[b]}: XNNPACK bug (a) checks the first "
                        "operand's shape and breaks the cluster; put the constant first")
         return NCHW, None
@@ -373,7 +388,11 @@ def _clusters(graph: Graph) -> bool:
 
 
 def analyze(model: Model, target: str = "arm64") -> dict:
-    """The XNNPACK report: `{"target", "sparse_clusters", "clusters", "warnings", "reasons"}`."""
+    """The XNNPACK report: `{"target", "sparse_clusters", "clusters", "warnings", "findings", "reasons"}`.
+
+    `findings` are the warnings as `{"code", "message"}`, the code one of FINDINGS (match on it,
+    never on the wording); `warnings` are the same messages alone.
+    """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
     sg = model.main
@@ -381,7 +400,7 @@ def analyze(model: Model, target: str = "arm64") -> dict:
     any_end = _clusters(graph)
     nodes = graph.nodes
     has_hint = bool(graph.densify_inputs)
-    warnings: list[str] = []
+    warnings: list[tuple[str, str]] = []  # (code, message): see FINDINGS
 
     dense_cache: dict[int, np.ndarray] = {}
 
@@ -407,29 +426,33 @@ def analyze(model: Model, target: str = "arm64") -> dict:
                                         target, warnings))
 
     if target == "x86-avx":
-        warnings.append(X86_REASON + "; measure speed on an arm64 device")
+        warnings.append(("x86_avx", X86_REASON + "; measure speed on an arm64 device"))
     sparse_tensors = [t for t in sg.tensors if t.sparsity is not None]
     if not sparse_tensors:
-        warnings.append("no sparse tensor in the file: the model was not pruned, no weight reached the "
-                        "converter's 30% zero threshold, or Optimize.EXPERIMENTAL_SPARSITY was not set")
+        warnings.append(("no_sparse_tensor", "no sparse tensor in the file: the model was not pruned, no weight "
+                         "reached the converter's 30% zero threshold, or Optimize.EXPERIMENTAL_SPARSITY was not set"))
     elif not has_hint:
-        warnings.append(NO_DENSIFY_REASON)
+        warnings.append(("no_densify", NO_DENSIFY_REASON))
     int8 = [n for n in nodes if n.why_not == INT8_REASON]
     if int8:
-        warnings.append("int8 tensors disable XNNPACK's sparse path (fp32/fp16 only): this file is smaller, "
-                        "not faster")
+        warnings.append(("int8", "int8 tensors disable XNNPACK's sparse path (fp32/fp16 only): this file is "
+                         "smaller, not faster"))
     if _dynamic_range_sparse(sg, graph):
-        warnings.append("int8 dynamic-range weights stored sparse: LiteRT 2.3.0's XNNPACK delegate fails at "
-                        "allocate_tensors ('failed to delegate CONV_2D node'); ship fp32, fp16 or full-integer int8")
+        warnings.append(("int8_dynamic_sparse", "int8 dynamic-range weights stored sparse: LiteRT 2.3.0's XNNPACK "
+                         "delegate fails at allocate_tensors ('failed to delegate CONV_2D node'); ship fp32, fp16 "
+                         "or full-integer int8"))
     for n in nodes:
-        if n.why_not and "bug (a)" in n.why_not:
-            warnings.append(f"known XNNPACK bug (a): {n.why_not}")
+        if n.why_not and n.bug_a:
+            warnings.append(("xnnpack_bug_a", f"known XNNPACK bug (a): {n.why_not}"))
     sparse = sum(c["sparse"] for c in clusters)
     reasons = _model_reasons(clusters, nodes, any_end, has_hint, target)
     if not sparse:
-        warnings.append("model not eligible for XNNPACK sparse inference: " + "; ".join(reasons))
+        warnings.append(("not_eligible", "model not eligible for XNNPACK sparse inference: " + "; ".join(reasons)))
+    findings = list(dict.fromkeys(warnings))
     return {"target": target, "sparse_clusters": sparse, "clusters": clusters,
-            "warnings": list(dict.fromkeys(warnings)), "reasons": reasons, "notes": graph.notes}
+            "warnings": [message for _code, message in findings],
+            "findings": [{"code": code, "message": message} for code, message in findings],
+            "reasons": reasons, "notes": graph.notes}
 
 
 def _cluster_report(graph, dense_of, nodes, leader, members, counted, any_end, has_hint, target,
@@ -492,19 +515,22 @@ def _exit_warnings(graph, nodes, members, runs_nchw: bool, warnings) -> None:
             shape = graph.shapes.get(v, [])
             spatial_one = len(shape) < 4 or (shape[1] == 1 and shape[2] == 1)
             if m.weights is not None and spatial_one and _fed_by_reduction(m, members):
-                warnings.append(f"dense head pulled into the cluster: {m.label} after MEAN(keep_dims) joins the "
-                                "channel-first cluster and its weights count toward the 2/3 rule; LiteRT 2.3.0 on "
-                                "arm64 fails to allocate such a model when it runs sparse ('XNNPack delegate failed "
-                                "to reshape runtime'). Use GlobalAveragePooling2D() without keepdims, then Dense")
+                warnings.append(("dense_head_in_cluster",
+                                 f"dense head pulled into the cluster: {m.label} after MEAN(keep_dims) joins the "
+                                 "channel-first cluster and its weights count toward the 2/3 rule; LiteRT 2.3.0 on "
+                                 "arm64 fails to allocate such a model when it runs sparse ('XNNPack delegate failed "
+                                 "to reshape runtime'). Use GlobalAveragePooling2D() without keepdims, then Dense"))
             elif not runs_nchw:
                 continue
             elif spatial_one:
-                warnings.append(f"known XNNPACK bug (b): the cluster ends in {m.label}, a middle node whose output "
-                                "leaves the cluster; harmless here because its output has H=W=1")
+                warnings.append(("xnnpack_bug_b_harmless",
+                                 f"known XNNPACK bug (b): the cluster ends in {m.label}, a middle node whose output "
+                                 "leaves the cluster; harmless here because its output has H=W=1"))
             else:
-                warnings.append(f"known XNNPACK bug (b): the cluster ends in {m.label}, a middle node whose output "
-                                f"{shape} leaves the cluster: XNNPACK computes it on channel-first data and gives "
-                                "WRONG results; end the cluster with a global average pool")
+                warnings.append(("xnnpack_bug_b",
+                                 f"known XNNPACK bug (b): the cluster ends in {m.label}, a middle node whose output "
+                                 f"{shape} leaves the cluster: XNNPACK computes it on channel-first data and gives "
+                                 "WRONG results; end the cluster with a global average pool"))
 
 
 def _fed_by_reduction(node: Node, members: list[Node]) -> bool:
