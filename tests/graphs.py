@@ -247,24 +247,15 @@ def build_keras(name: str, scale: Scale = SMALL):
 
 
 def convert(model, variant: str, sparse: bool = True) -> bytes:
-    """TFLiteConverter with Optimize.EXPERIMENTAL_SPARSITY (+ fp16, int8 dynamic-range or full-integer int8).
+    """`tfsparse.convert` (the conversion the export stage uses) with Optimize.EXPERIMENTAL_SPARSITY
+    (+ fp16, int8 dynamic-range or full-integer int8, calibrated on seeded random inputs).
 
     `sparse=False` leaves EXPERIMENTAL_SPARSITY out: the weights (zeros included) are stored
     dense, so there is no DENSIFY and XNNPACK is never asked for sparse inference."""
-    import tensorflow as tf
+    from tfsparse.converter import convert as tfsparse_convert
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
-    if variant == "fp16":
-        converter.optimizations.append(tf.lite.Optimize.DEFAULT)
-        converter.target_spec.supported_types = [tf.float16]
-    elif variant == "int8-dynamic":
-        converter.optimizations.append(tf.lite.Optimize.DEFAULT)
-    elif variant == "int8":
-        converter.optimizations.append(tf.lite.Optimize.DEFAULT)
-        converter.representative_dataset = _representative_data(tuple(model.inputs[0].shape[1:]))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    data = _representative_data(tuple(model.inputs[0].shape[1:])) if variant == "int8" else None
+    return tfsparse_convert(model, variant, sparse=sparse, representative_data=data)
 
 
 @functools.lru_cache(maxsize=None)

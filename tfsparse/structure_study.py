@@ -37,6 +37,7 @@ from typing import Sequence
 
 from tfsparse import atomic, manifest
 from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.converter import convert as convert_model
 
 PATTERNS = {
     "unstructured": [],
@@ -174,9 +175,7 @@ def twins(rows: list[dict], recipe, size: int, out: Path) -> tuple[Path, list[Pa
         args = {**recipe.model.args, "input_size": size, "num_classes": trained.output_shape[-1]}
         model = create_model(recipe.model.name, **args)
         model.set_weights(trained.get_weights())
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
-        atomic.write_bytes(target, converter.convert())
+        atomic.write_bytes(target, convert_model(model, "fp32", sparse=sparse))
         return target
 
     dense = convert(Path(rows[0]["run_dir"]) / "dense.keras", folder / "dense.fp32.tflite", False)
@@ -259,9 +258,7 @@ def micro(args, out: Path) -> dict:
     for name, weights, sparse in (("dense", dense_weights, False), ("unstructured_90", masked(1), True),
                                   ("block2_90", masked(2), True), ("block4_90", masked(4), True)):
         model.set_weights(weights)
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
-        files[name] = atomic.write_bytes(out / f"micro.{name}.tflite", converter.convert())
+        files[name] = atomic.write_bytes(out / f"micro.{name}.tflite", convert_model(model, "fp32", sparse=sparse))
     rep = bench(args, files["dense"], [files[n] for n in files if n != "dense"])
     rows = [{"pattern": n, "median_ms": _pair(rep, str(files[n]))[1], "speedup": _pair(rep, str(files[n]))[2]}
             for n in files if n != "dense"]
