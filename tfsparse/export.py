@@ -66,9 +66,9 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfsparse import atomic
@@ -83,17 +83,36 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 FAILED_DIR = "failed"
 EVAL_BATCH = 256
+PROBE_EXAMPLES = 16  # seeded random inputs that check a file runs and matches Keras when there is no data
+
+
+@dataclass
+class NoData:
+    """Stands in for `datasets.Splits` when a model is exported without a data set: no labels,
+    no normalisation, no score; random probe inputs still check that each file runs and
+    matches the Keras model (parity)."""
+
+    x_test: Any
+    y_test: Any = None
+    x_train: tuple = ()
+    labels: tuple = ()
+    preprocessing: dict = field(default_factory=dict)
+    extra_metrics: Any = None
+    task_metric: str | None = None
 
 
 @dataclass
 class Source:
-    """What to export: the sparse model, its dense baseline and the recipe that made them."""
+    """What to export: the sparse model, its dense baseline and the recipe that made them.
+
+    The models are `.keras` files or Keras models in memory (`tfsparse.export(model, ...)`).
+    """
 
     name: str
     recipe: Recipe
     recipe_path: str
-    sparse_model: Path
-    dense_model: Path | None  # None: the baseline is the sparse model converted without sparsity
+    sparse_model: Path | Any
+    dense_model: Path | Any | None  # None: the baseline is the sparse model converted without sparsity
     pruned_layers: list[str] | None  # from the run's metrics.json; None for a bare model
 
 
@@ -138,8 +157,17 @@ def _recipe_of_run(run_dir: Path) -> tuple[Recipe, str]:
     return recipe, origin or str(config)
 
 
-def resolve_source(path: str, recipe_path: str | None) -> Source:
-    """Checks the user's input (no TensorFlow needed) and says what to export."""
+def _given_recipe(recipe: str | Recipe) -> tuple[Recipe, str]:
+    if isinstance(recipe, Recipe):
+        return recipe, str(recipe.source or recipe.name)
+    return load_recipe(recipe), str(recipe)
+
+
+def resolve_source(path: str, recipe_path: str | Recipe | None) -> Source:
+    """Checks the user's input (no TensorFlow needed) and says what to export.
+
+    `recipe_path` (a file or a `Recipe`) overrides a run folder's own recipe; a bare model needs it.
+    """
     p = Path(path)
     if not p.exists():
         raise UserError(f"{path}: no such run folder or model file")
@@ -150,7 +178,7 @@ def resolve_source(path: str, recipe_path: str | None) -> Source:
         if not (p / "dense.keras").is_file():
             raise UserError(f"{path}: no dense.keras in this folder")
         if recipe_path:
-            recipe, origin = load_recipe(recipe_path), recipe_path
+            recipe, origin = _given_recipe(recipe_path)
         else:
             recipe, origin = _recipe_of_run(p)
         pruned = None
@@ -165,8 +193,8 @@ def resolve_source(path: str, recipe_path: str | None) -> Source:
         raise UserError(f"{path}: expected a run folder or a .keras/.h5 model")
     if not recipe_path:
         raise UserError(f"{path}: a bare model needs --recipe (for its labels, normalisation and test data)")
-    recipe = load_recipe(recipe_path)
-    return Source(p.stem, recipe, recipe_path, p, None, None)
+    recipe, origin = _given_recipe(recipe_path)
+    return Source(p.stem, recipe, origin, p, None, None)
 
 
 # ---- messages ---------------------------------------------------------------------------
@@ -207,6 +235,7 @@ class Exporter:
     """
 
     def __init__(self, source: Source, splits, int8_weights: str = "per-channel"):
+        """`splits`: the recipe's data (`datasets.Splits`), or None to export without data."""
         import numpy as np
         import tensorflow as tf
 
@@ -217,11 +246,18 @@ class Exporter:
         self.source, self.splits, self.int8_weights = source, splits, int8_weights
         self.output_layer = source.recipe.export.output_layer
         # The task metric; None for a sub-model (its outputs are features, not the trained target).
-        self.metric = None if self.output_layer else source.recipe.train.metric
+        self.metric = None if self.output_layer or splits is None else source.recipe.train.metric
         self.sparse = self.load_model(source.sparse_model)
-        self.dense = self.load_model(source.dense_model) if source.dense_model else self.sparse
+        self.dense = self.load_model(source.dense_model) if source.dense_model is not None else self.sparse
         # The model's own input dtype: int32 token ids stay integers (an embedding lookup), not float32.
         self.input_dtype = np.dtype(self.sparse.inputs[0].dtype.as_numpy_dtype)
+        self.has_data = splits is not None
+        if splits is None:
+            rng = np.random.default_rng(source.recipe.train.seed)
+            shape = (PROBE_EXAMPLES, *self.sparse.input_shape[1:])
+            probe = (rng.integers(0, 2, shape) if np.issubdtype(self.input_dtype, np.integer)
+                     else rng.uniform(0, 1, shape)).astype(self.input_dtype)
+            self.splits = splits = NoData(probe)
         self.x_test = self.model_input(splits.x_test)
         self.y_test = np.asarray(splits.y_test)
         expected = tuple(self.x_test.shape[1:])
@@ -230,7 +266,8 @@ class Exporter:
                 raise UserError(f"{path} takes input {tuple(model.input_shape[1:])}, the recipe's data is {expected}")
         if self.output_layer:
             self.sparse = self.sub_model(self.sparse, source.sparse_model)
-            self.dense = self.sub_model(self.dense, source.dense_model) if source.dense_model else self.sparse
+            self.dense = (self.sub_model(self.dense, source.dense_model) if source.dense_model is not None
+                          else self.sparse)
         # Keras outputs once, on the whole test split: the score and every parity check reuse them.
         self.keras_out = {"sparse": self.sparse.predict(self.x_test, batch_size=EVAL_BATCH, verbose=0)}
         self.keras_out["dense"] = (self.keras_out["sparse"] if self.dense is self.sparse else
@@ -240,7 +277,9 @@ class Exporter:
         """Stored examples -> model input, exactly as `tfsparse.trainer.batches` feeds them."""
         return self.np.asarray(self.scaled(self.np.asarray(x), self.splits.preprocessing)).astype(self.input_dtype)
 
-    def load_model(self, path: Path):
+    def load_model(self, path):
+        if not isinstance(path, (str, os.PathLike)):
+            return path  # a Keras model in memory
         try:
             return self.tf.keras.models.load_model(path, compile=False)
         except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
@@ -287,40 +326,13 @@ class Exporter:
 
     # -- conversion
     def convert(self, model, variant: str, sparse: bool) -> bytes:
-        """One TFLite flatbuffer with the `serving_default` signature input -> output."""
-        tf = self.tf
-        spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.as_dtype(self.input_dtype), name=self.input_name)
-        output_name = self.output_name
+        """One TFLite flatbuffer with the `serving_default` signature input -> output
+        (`tfsparse.converter.convert`, the conversion every tfsparse file goes through)."""
+        from tfsparse.converter import convert
 
-        @tf.function(input_signature=[spec])
-        def serve(x):
-            return {output_name: model(x, training=False)}
-
-        # The converter saves the function's trackable as a SavedModel first. Handing it the
-        # Keras model serialises every layer's functions (~5 s on 2 cores); a plain module
-        # holding only the variables is enough and converts to the same bytes in a fraction.
-        holder = tf.Module()
-        holder.variables_ = list(model.variables)
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder)
-        optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []
-        if variant != "fp32":
-            optimizations.append(tf.lite.Optimize.DEFAULT)
-        converter.optimizations = optimizations
-        if variant == "fp16":
-            converter.target_spec.supported_types = [tf.float16]
-        elif variant == "int8":
-            converter.representative_dataset = self.representative_dataset
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            # Float input/output (the default) keeps the app code identical across variants.
-        if variant.startswith("int8") and self.int8_weights == "per-tensor":
-            # A private converter switch (tf.lite.TFLiteConverter in TF 2.21); there is no public one.
-            converter._experimental_disable_per_channel = True
-        with captured_stderr() as log:
-            try:
-                return converter.convert()
-            except Exception as e:  # noqa: BLE001 - the converter raises ConverterError and others
-                tail = [line for line in log().splitlines() if "error" in line.lower()][-3:]
-                raise UserError(f"conversion to {variant} failed: {one_line(e)} {' '.join(tail)}") from None
+        return convert(model, variant, sparse=sparse, input_names=self.input_name, output_name=self.output_name,
+                       input_dtype=self.input_dtype, int8_weights=self.int8_weights,
+                       representative_data=self.representative_dataset if variant == "int8" else None)
 
     def representative_dataset(self):
         """`[export] representative_examples` training examples, a seeded sample, one per step."""
@@ -482,22 +494,31 @@ def _progress(entry: dict, out_dir: Path) -> str:
             f"xnnpack {x['verdict']} ({x['sparse_clusters']} sparse cluster(s))  -> {out_dir / entry['path']}")
 
 
-def export(source: Source, variants: list[str], out_dir: Path,
-           int8_weights: str = "per-channel") -> tuple[dict, list[dict]]:
-    """Writes every file and the manifest; returns (manifest, failed entries)."""
+def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str = "per-channel", *,
+           data: bool = True, log=lambda line: print(line, flush=True)) -> tuple[dict, list[dict]]:
+    """Writes every file and the manifest; returns (manifest, failed entries).
+
+    `data=False` exports without the recipe's data set: no score, no int8 calibration; each
+    file is still run and compared with Keras on seeded random inputs. `log` gets one line
+    per file (None: silent).
+    """
     from tfsparse import datasets, tflite_metadata
     from tfsparse.inspect import inspect_bytes, manifest_summary
     from tfsparse.sparse_lookup import sparsify_lookup_tables
 
     # TensorFlow's start-up writes oneDNN/CUDA-probe lines to fd 2 even at TF_CPP_MIN_LOG_LEVEL=2.
+    if not data and "int8" in variants:
+        raise UserError("the int8 variant is calibrated on training data: export it with a recipe's data set")
+    log = log or (lambda line: None)
     with captured_stderr():
-        splits = datasets.load(source.recipe.data, source.recipe.model.args)
+        splits = datasets.load(source.recipe.data, source.recipe.model.args) if data else None
         exporter = Exporter(source, splits, int8_weights)
+        splits = exporter.splits
     sparse_sparsity = exporter.sparsity(exporter.sparse)
     dense_sparsity = exporter.sparsity(exporter.dense)
     jobs = [("fp32", True)] + [(v, False) for v in variants]
     entries, dense_bytes = [], None
-    print(f"exporting {source.name}: dense fp32 + sparse {', '.join(variants)} -> {out_dir}", flush=True)
+    log(f"exporting {source.name}: dense fp32 + sparse {', '.join(variants)} -> {out_dir}")
     for variant, dense in jobs:
         model = exporter.dense if dense else exporter.sparse
         data = exporter.convert(model, variant, sparse=not dense)
@@ -522,11 +543,11 @@ def export(source: Source, variants: list[str], out_dir: Path,
                  "parity": measured["parity"], "extra": measured["extra"], "xnnpack": summary["xnnpack"],
                  **({"lookup_tables": tables} if tables else {})}
         entries.append(entry)
-        print(_progress(entry, out_dir), flush=True)
+        log(_progress(entry, out_dir))
     manifest = {"model": source.name, "architecture": source.recipe.model.name, "recipe": source.recipe_path,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "tfsparse_version": tfsparse.__version__, "int8_weights": int8_weights,
-                "test_examples": int(len(exporter.y_test)),
+                "test_examples": int(len(exporter.y_test)) if exporter.has_data else 0,
                 "metric": exporter.metric, "task_metric": splits.task_metric or exporter.metric,
                 **({"output_layer": exporter.output_layer} if exporter.output_layer else {}),
                 "keras_score": {w: exporter.keras_score(w) for w in ("dense", "sparse")},
