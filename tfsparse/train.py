@@ -31,10 +31,9 @@ from pathlib import Path
 import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.recipe import load_recipe
+from tfsparse.recipe import Recipe, load_recipe
+from tfsparse.run_state import PHASES, STATE, RunState  # noqa: F401  (PHASES: this module's API before)
 
-STATE = "state.json"
-PHASES = ("dense", "pruning")
 RUN_OPTIONS = ("epochs", "max_train_examples", "from_model", "one_shot")  # kept for --resume
 
 
@@ -83,75 +82,73 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
-class RunState:
-    """`state.json`: which phase the run is in and how many epochs each finished."""
+def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | None = None,
+        max_train_examples: int | None = None, from_model: str | None = None, one_shot: str | None = None,
+        strategy: str = "default", verbose: bool = True, log=lambda line: print(line, flush=True)) -> dict:
+    """Trains `recipe` (a path or a `Recipe`) into `run_dir`; returns the run's metrics.json.
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / STATE
-        self.data = json.loads(self.path.read_text()) if self.path.exists() else {
-            "epochs_done": {p: 0 for p in PHASES}, "seconds": {p: [] for p in PHASES}, "done": [],
-        }
-
-    def save(self):
-        atomic.write_json(self.path, self.data)
-
-    def epochs_done(self, phase: str) -> int:
-        return self.data["epochs_done"][phase]
-
-    def finished(self, phase: str) -> bool:
-        return phase in self.data["done"]
-
-    def mark_finished(self, phase: str, **values):
-        self.data["done"].append(phase)
-        self.data.update(values)
-        self.save()
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    run_dir = Path(args.out or Path("runs") / Path(args.recipe).stem)
+    `resume=True` continues the run in `run_dir` with its own config.toml and the options it
+    was started with (options given here override them). Raises UserError before writing
+    anything when the input is wrong. `log` gets the "resuming" line (the trainer prints its
+    per-epoch lines when `verbose`).
+    """
+    run_dir = Path(run_dir)
+    recipe_path = str(recipe.source or recipe.name) if isinstance(recipe, Recipe) else str(recipe)
+    options = {"epochs": epochs, "max_train_examples": max_train_examples, "from_model": from_model,
+               "one_shot": one_shot}
     if run_dir.exists() and not run_dir.is_dir() or run_dir.is_symlink() and not run_dir.exists():
         raise UserError(f"--out {run_dir}: exists and is not a folder (or is a dangling link)")
-    if args.resume:
+    if resume:
         if not (run_dir / STATE).is_file():
             raise UserError(f"--resume: no run to resume in {run_dir} (no {STATE})")
         # The run continues as it was started: same resolved recipe, same options.
-        recipe = load_recipe(run_dir / "config.toml", args.set)
-        recipe.name = Path(args.recipe).stem
+        name = recipe.name if isinstance(recipe, Recipe) else Path(recipe).stem
+        recipe = load_recipe(run_dir / "config.toml", overrides)
+        recipe.name = name
         saved = json.loads((run_dir / STATE).read_text()).get("options", {})
-        for name in RUN_OPTIONS:
-            if getattr(args, name) is None:
-                setattr(args, name, saved.get(name))
+        for key in RUN_OPTIONS:
+            if options[key] is None:
+                options[key] = saved.get(key)
         for stale in run_dir.rglob(".*.tmp*"):  # a temporary the kill left behind
             stale.unlink()
-        print(f"resuming {run_dir} with its config.toml", flush=True)
+        log(f"resuming {run_dir} with its config.toml")
     else:
-        recipe = load_recipe(args.recipe, args.set)
+        if not isinstance(recipe, Recipe):
+            recipe = load_recipe(recipe, overrides)
+        elif overrides:
+            raise UserError("overrides apply to a recipe file; change the Recipe object instead")
         if (run_dir / STATE).exists():
             raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or --out for a new one")
-    if args.from_model and not Path(args.from_model).is_file():
-        raise UserError(f"--from: no such model file: {args.from_model}")
-    if args.one_shot and (recipe.pruning.sparsity_m_by_n or (recipe.pruning.block_size or [1, 1]) != [1, 1]):
+    if options["from_model"] and not Path(options["from_model"]).is_file():
+        raise UserError(f"--from: no such model file: {options['from_model']}")
+    if options["one_shot"] and (recipe.pruning.sparsity_m_by_n or (recipe.pruning.block_size or [1, 1]) != [1, 1]):
         raise UserError("--one-shot prunes unstructured; unset pruning.sparsity_m_by_n / pruning.block_size")
 
-    strategy = make_strategy(args.strategy)
+    strategy = make_strategy(strategy)
     # Everything below imports TensorFlow; all input checks that need it (data
     # present, model buildable, policy accepts it) still run before any output.
     from tfsparse import datasets
     from tfsparse.trainer import Trainer
 
-    splits = datasets.load(recipe.data, recipe.model.args, args.max_train_examples)
-    trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=args.epochs,
-                      verbose=not args.quiet)
-    trainer.validate(from_model=args.from_model)
+    splits = datasets.load(recipe.data, recipe.model.args, options["max_train_examples"])
+    trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose)
+    trainer.validate(from_model=options["from_model"])
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        atomic.write_text(run_dir / "config.toml", f"# resolved recipe of {args.recipe}\n" + recipe.to_toml())
+    if not resume:
+        atomic.write_text(run_dir / "config.toml", f"# resolved recipe of {recipe_path}\n" + recipe.to_toml())
     state = RunState(run_dir)
-    state.data["options"] = {name: getattr(args, name) for name in RUN_OPTIONS}
+    state.data["options"] = options
     state.save()
-    metrics = trainer.run(state, from_model=args.from_model, one_shot=args.one_shot)
+    return trainer.run(state, from_model=options["from_model"], one_shot=options["one_shot"])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run_dir = Path(args.out or Path("runs") / Path(args.recipe).stem)
+    metrics = run(args.recipe, run_dir, resume=args.resume, overrides=args.set, epochs=args.epochs,
+                  max_train_examples=args.max_train_examples, from_model=args.from_model,
+                  one_shot=args.one_shot, strategy=args.strategy, verbose=not args.quiet)
     print(f"dense {metrics['metric']} {metrics['dense_score']:.4f}  sparse {metrics['metric']} "
           f"{metrics['sparse_score']:.4f}  "
           f"sparsity {metrics['overall_sparsity']:.4f} over {len(metrics['layer_sparsity'])} layers  -> {run_dir}")
