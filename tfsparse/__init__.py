@@ -1,19 +1,60 @@
 """tfsparse: sparse Keras networks -> XNNPACK-ready TFLite flatbuffers.
 
-Data flows one way: recipe -> train -> export -> bench -> report.
-
-TF-MOT 0.8.1 supports only Keras 2, so `tf.keras` must resolve to `tf_keras`.
-TensorFlow reads `TF_USE_LEGACY_KERAS` once, at its first import; this is the one
-place in the package that sets it, and every module is imported through this
-package, so it is always set before TensorFlow is.
+Data flows one way: recipe -> train -> export -> inspect -> bench -> report. 
+Keras: TF-MOT 0.8.1 supports only Keras 2, so `tf.keras` must resolve to `tf_keras`.
+TensorFlow decides what `tf.keras` is when it is first used, from `TF_USE_LEGACY_KERAS`.
+Importing tfsparse sets it to 1 unless the user set it already (an explicit `1`/`true`
+is left alone; an explicit `0` is an error, as TF-MOT would fail later), and raises
+`KerasVersionError` if TensorFlow was imported and `tf.keras` already resolved to Keras 3.
 """
 
 import os
+import sys
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+from tfsparse.errors import KerasVersionError, TfsparseError
+
+__version__ = "0.1.0"
+
+_LEGACY_ON = ("1", "true", "True")  # what TensorFlow's KerasLazyLoader accepts as "on"
+
+
+def _keras_in_use(tf) -> str | None:
+    """What an already imported TensorFlow resolves `tf.keras` to: "tf_keras", "keras_3",
+    "keras_2", or None when it has not decided yet (tf.keras not used so far).
+
+    TensorFlow 2.16+ holds a `KerasLazyLoader` that reads TF_USE_LEGACY_KERAS at the first
+    attribute access; its state is read from its `__dict__` so that looking does not decide.
+    """
+    loader = vars(tf).get("keras")
+    if loader is None:
+        return None
+    state = vars(loader)
+    if "_tfll_initialized" in state:  # TensorFlow's KerasLazyLoader
+        return state.get("_tfll_keras_version") if state["_tfll_initialized"] else None
+    name = getattr(loader, "__name__", "")  # a plain module (another TensorFlow build)
+    if name.startswith("tf_keras"):
+        return "tf_keras"
+    return "keras_3" if name.startswith("keras._tf_keras") else "keras_2"
+
+
+def _use_legacy_keras() -> None:
+    """Sets TF_USE_LEGACY_KERAS=1 unless set; raises KerasVersionError where it cannot work."""
+    value = os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    tf = sys.modules.get("tensorflow")
+    in_use = _keras_in_use(tf) if tf is not None else None
+    if in_use == "keras_3":
+        raise KerasVersionError(
+            "TensorFlow was imported before tfsparse and tf.keras is Keras 3 (TF_USE_LEGACY_KERAS was "
+            "not 1 when tf.keras was first used); TF-MOT 0.8.1 prunes only Keras 2 (tf_keras) models: "
+            "import tfsparse before tensorflow, or set TF_USE_LEGACY_KERAS=1 before Python starts")
+    if in_use is None and value not in _LEGACY_ON:
+        raise KerasVersionError(
+            f"TF_USE_LEGACY_KERAS={value!r}: tfsparse needs tf.keras to be Keras 2 (tf_keras), the only "
+            "Keras TF-MOT 0.8.1 supports: unset it or set it to 1")
+
+
+_use_legacy_keras()
 # TensorFlow's C++ log (oneDNN notices, "failed call to cuInit" on machines without
 # a GPU) buries progress lines and one-line errors; Python exceptions still carry
 # every real failure. TF_CPP_MIN_LOG_LEVEL=0 brings the log back.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-__version__ = "0.1.0"
