@@ -1,6 +1,15 @@
 """tfsparse: sparse Keras networks -> XNNPACK-ready TFLite flatbuffers.
 
-Data flows one way: recipe -> train -> export -> inspect -> bench -> report. 
+Data flows one way: recipe -> train -> export -> inspect -> bench -> report. The public
+API (`tfsparse.api`, re-exported here) drives each stage from Python:
+
+    import tfsparse
+    model = tfsparse.create_model("mobilenet_v1", width_multiplier=0.25, input_size=32, num_classes=10)
+    data = tfsparse.convert(model, "fp32")                  # .tflite bytes
+    print(tfsparse.inspect(data).verdict)                   # "dense": nothing pruned yet
+
+Names are loaded on first use, so `import tfsparse` stays cheap (no TensorFlow).
+
 Keras: TF-MOT 0.8.1 supports only Keras 2, so `tf.keras` must resolve to `tf_keras`.
 TensorFlow decides what `tf.keras` is when it is first used, from `TF_USE_LEGACY_KERAS`.
 Importing tfsparse sets it to 1 unless the user set it already (an explicit `1`/`true`
@@ -58,3 +67,29 @@ _use_legacy_keras()
 # a GPU) buries progress lines and one-line errors; Python exceptions still carry
 # every real failure. TF_CPP_MIN_LOG_LEVEL=0 brings the log back.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# The public API, loaded lazily from tfsparse.api (module-level __getattr__, PEP 562).
+__all__ = ["TfsparseError", "KerasVersionError", "ConversionError",
+           "load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
+           "convert", "export", "inspect", "twin", "bench", "report",
+           "TrainResult", "Manifest", "InspectReport", "Finding", "BenchResults", "ReportResult"]
+# Stage functions that share their name with the stage's command module: `tfsparse.export`
+# is that module, made callable (`tfsparse.api.callable_module`), so that both
+# `tfsparse.export(model, "out")` and `from tfsparse import export; export.main([...])` work.
+_COMMANDS = frozenset({"train", "export", "inspect", "twin", "bench", "report"})
+
+
+def __getattr__(name: str):
+    if name in _COMMANDS:
+        import importlib
+
+        return importlib.import_module(f"tfsparse.{name}")
+    if name in __all__:
+        from tfsparse import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tfsparse' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

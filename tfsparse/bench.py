@@ -426,5 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+from tfsparse.api import callable_module  # noqa: E402
+
+callable_module(__name__)  # `tfsparse.bench(...)` calls tfsparse.api.bench; this module is its command
+
+
 if __name__ == "__main__":
     sys.exit(run_main("tfsparse.bench", main))

@@ -501,5 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+from tfsparse.api import callable_module  # noqa: E402
+
+callable_module(__name__)  # `tfsparse.report(...)` calls tfsparse.api.report; this module is its command
+
+
 if __name__ == "__main__":
     sys.exit(run_main(PROG, main))

@@ -155,5 +155,10 @@ def main(argv=None):
     return 0
 
 
+from tfsparse.api import callable_module  # noqa: E402
+
+callable_module(__name__)  # `tfsparse.train(...)` calls tfsparse.api.train; this module is its command
+
+
 if __name__ == "__main__":
     sys.exit(run_main("tfsparse.train", main))
