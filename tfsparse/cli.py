@@ -33,8 +33,25 @@ def unknown_name(kind: str, name: str, known) -> UserError:
     return UserError(f"unknown {kind} {name!r} ({hint})")
 
 
+# (the prog a stage's parser names itself with, the name to show instead): set by the
+# `tfsparse` command so that `tfsparse export --help` says "tfsparse export", not "python -m ...".
+_program_name: tuple[str, str] | None = None
+
+
+def name_program(own: str, shown: str) -> None:
+    """Makes the parser that calls itself `own` (with or without "python -m ") show `shown`."""
+    global _program_name
+    _program_name = (own, shown)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (argparse prints usage + error)."""
+
+    def __init__(self, *args, **kwargs):
+        prog = kwargs.get("prog")
+        if _program_name and prog and prog.removeprefix("python -m ") == _program_name[0]:
+            kwargs["prog"] = _program_name[1]
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D102 - argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
