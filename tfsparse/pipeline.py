@@ -23,9 +23,10 @@ and are newer than its inputs is skipped; an unfinished training run continues w
 `--resume` (and then keeps the options it was started with). The report and the model
 card are always regenerated (they read only JSON).
 
-The Android stage runs when `adb devices` lists a device and `TFSPARSE_BENCHMARK_MODEL`
-names a benchmark_model binary (see android_bench/README.md); otherwise it is skipped
-and the report says so. `--quick` trains 1 epoch per phase on 1024 images, exports only
+The Android stage (`python -m tfsparse.android_bench`, what `android_bench/run.sh` runs)
+runs when `adb devices` lists a device and `TFSPARSE_BENCHMARK_MODEL` names a
+benchmark_model binary (see android_bench/README.md); otherwise it is skipped and the
+report says so. `--quick` trains 1 epoch per phase on 1024 images, exports only
 fp32, and times 3 runs per model: a smoke test of the whole chain, not a result.
 """
 
@@ -89,10 +90,16 @@ def parse_args(argv):
 
 
 def run_stage(module: str, args: list[str]) -> int:
-    """Runs `python -m tfsparse.<module> args` (or a script path) with this Python; output passes through."""
-    argv = [sys.executable, "-m", f"tfsparse.{module}", *args] if not module.endswith(".sh") else [module, *args]
-    print(f"[pipeline] {' '.join(argv[2:] if argv[0] == sys.executable else argv)}", flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    """Runs `python -m tfsparse.<module> args` with this Python; output passes through.
+
+    From a source checkout the checkout goes first on PYTHONPATH (the stage runs this code
+    even when another tfsparse is installed); an installed package needs nothing.
+    """
+    argv = [sys.executable, "-m", f"tfsparse.{module}", *args]
+    print(f"[pipeline] {' '.join(argv[2:])}", flush=True)
+    env = dict(os.environ)
+    if (ROOT / "pyproject.toml").is_file():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.run(argv, env=env).returncode
 
 
@@ -207,7 +214,8 @@ class Pipeline:
             raise StageFailed(f"bench {target}")
 
     def android(self):
-        rc = run_stage(str(ROOT / "android_bench" / "run.sh"),
+        # The module itself, not android_bench/run.sh: the script is not part of an installed package.
+        rc = run_stage("android_bench",
                        ["--out", str(self.bench_dir / "android"), "--runs", self.bench_opts[1], str(self.export_dir)])
         if rc not in (0, 1):  # 1: some runs failed, recorded in its report
             raise StageFailed("android bench")
