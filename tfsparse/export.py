@@ -246,7 +246,10 @@ class Exporter:
         self.source, self.splits, self.int8_weights = source, splits, int8_weights
         self.output_layer = source.recipe.export.output_layer
         # The task metric; None for a sub-model (its outputs are features, not the trained target).
-        self.metric = None if self.output_layer or splits is None else source.recipe.train.metric
+        # What the network was trained for (names its output), and the metric scored here (None
+        # without data: nothing to score against).
+        self.task = None if self.output_layer else source.recipe.train.metric
+        self.metric = None if splits is None else self.task
         self.sparse = self.load_model(source.sparse_model)
         self.dense = self.load_model(source.dense_model) if source.dense_model is not None else self.sparse
         # The model's own input dtype: int32 token ids stay integers (an embedding lookup), not float32.
@@ -304,14 +307,14 @@ class Exporter:
     def output_name(self) -> str:
         if self.output_layer:
             return self.output_layer
-        return OUTPUT_NAME if self.metric == "accuracy" else "prediction"
+        return OUTPUT_NAME if self.task == "accuracy" else "prediction"
 
     def output_meaning(self) -> str:
         if self.output_layer:
             return f"activations of layer {self.output_layer!r} (features for a downstream model)"
-        if self.metric == "accuracy":
+        if self.task == "accuracy":
             return "softmax probabilities, index = label"
-        return f"regression output, same layout as the training target (trained for {self.metric})"
+        return f"regression output, same layout as the training target (trained for {self.task})"
 
     # -- scores
     def score(self, out) -> float | None:
@@ -423,7 +426,7 @@ class Exporter:
         reference = self.keras_out["dense" if dense else "sparse"]
         score = self.score(out)
         top1 = None
-        if self.metric == "accuracy":
+        if self.task == "accuracy":  # on random inputs too when there is no data
             top1 = round(float(np.mean(np.argmax(out, 1) == np.argmax(reference, 1))), 6)
         return {"runs": True, "error": None, "metric": self.metric, "score": score,
                 "accuracy": score if self.metric == "accuracy" else None,
