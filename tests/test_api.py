@@ -1,0 +1,225 @@
+"""The public Python API, used the way a notebook uses it: in-process, asserting on what it returns.
+
+create_model -> prune -> fit a few steps -> strip -> convert -> inspect -> twin -> bench (host),
+then the README's "Python API" example, executed as it is written there. Plus: what importing
+tfsparse does to TF_USE_LEGACY_KERAS, and the `tfsparse` command's dispatch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tfsparse
+from tfsparse import cli, commands
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+
+def test_notebook_create_prune_fit_strip_convert_inspect_twin_bench():
+    import tensorflow as tf
+
+    from tfsparse.pruning import overall_sparsity, pruned_layer_names
+
+    tf.keras.utils.set_random_seed(0)
+    model = tfsparse.create_model("mobilenet_v1", width_multiplier=0.25, input_size=32, num_classes=10)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (64, 32, 32, 3)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+
+    pruned = tfsparse.prune(model, {"final_sparsity": 0.9, "policy": "xnnpack"}, total_steps=8)
+    names = pruned_layer_names(pruned)
+    assert names and all("pw" in n for n in names)  # the xnnpack policy prunes the 1x1 convolutions
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    history = pruned.fit(x, y, batch_size=8, epochs=1, callbacks=tfsparse.pruning_callbacks(), verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+    sparse = tfsparse.strip(pruned)
+    assert not any("prune_low_magnitude" in layer.name for layer in sparse.layers)
+    assert overall_sparsity(sparse, names) == pytest.approx(0.9, abs=0.005)
+
+    data = tfsparse.convert(sparse, "fp32")
+    assert data[4:8] == b"TFL3"
+    keras_out = sparse.predict(x[:1], verbose=0)
+    np.testing.assert_allclose(_run_tflite(data, x[:1]), keras_out, atol=1e-5)
+
+    report = tfsparse.inspect(data)
+    assert isinstance(report, tfsparse.InspectReport)
+    assert report.sparse_tensors >= len(names) - 1 and report.densify_ops == report.sparse_tensors
+    assert report.verdict == "sparse" and report.sparse_clusters == 1
+    assert all(isinstance(f, tfsparse.Finding) and f.code and f.message for f in report.findings)
+    assert not report.has("no_sparse_tensor") and not report.has("not_eligible")
+    assert json.loads(report.to_json())["verdict"] == "sparse"
+    assert "XNNPACK (arm64): SPARSE" in str(report)
+    assert tfsparse.inspect(data, target="x86-avx").has("x86_avx")
+
+    twin = tfsparse.twin(data)
+    twin_report = tfsparse.inspect(twin)
+    assert twin_report.sparse_tensors == 0 and twin_report.densify_ops == 0 and twin_report.verdict == "dense"
+    assert twin_report.has("no_sparse_tensor")
+    np.testing.assert_array_equal(_run_tflite(twin, x[:1]), _run_tflite(data, x[:1]))
+
+    results = tfsparse.bench({"model.sparse.fp32": data}, target="host", runs=3, warmup=1)
+    assert isinstance(results, tfsparse.BenchResults) and results.target == "host"
+    assert len(results.results) == 2  # the file and its dense twin
+    assert all(r["error"] is None and r["median_ms"] > 0 and r["runs"] == 3 for r in results.results)
+    ratio = results.speedup()
+    assert ratio is not None and ratio > 0
+    assert [p["baseline_kind"] for p in results.pairs] == ["same_weights"]
+    assert json.loads(results.to_json())["pairs"][0]["speedup"] == ratio
+
+
+def _readme_api_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Python API", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
+    code = _readme_api_example()
+    assert 10 <= len(code.strip().splitlines()) <= 20
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md (Python API)", "exec"), namespace)
+    assert namespace["report"].verdict == "sparse"
+    assert namespace["results"].speedup() > 0
+    manifest = namespace["manifest"]
+    assert [f["path"] for f in manifest.files] == ["mine.dense.fp32.tflite", "mine.sparse.fp32.tflite"]
+    assert all(f["runs"] and f["score"] is None for f in manifest.files)  # no data: no accuracy, still exported
+    assert manifest.files[1]["xnnpack"]["verdict"] == "sparse"
+    assert (tmp_path / "export" / "mine" / "manifest.json").is_file()
+    assert "sparse" in capsys.readouterr().out
+
+
+def test_load_recipe_overrides_and_errors(tmp_path):
+    recipe = tfsparse.load_recipe(ROOT / "models" / "mobilenet_v1.toml",
+                                  {"pruning.final_sparsity": 0.8, "pruning.exclude": "^a\nb$"})
+    assert recipe.pruning.final_sparsity == 0.8 and recipe.pruning.exclude == "^a\nb$"
+    assert tfsparse.load_recipe(ROOT / "models" / "mobilenet_v1.toml",
+                                ["train.seed=3"]).train.seed == 3
+    with pytest.raises(tfsparse.TfsparseError, match="recipe not found"):
+        tfsparse.load_recipe(tmp_path / "none.toml")
+    with pytest.raises(tfsparse.TfsparseError, match="final_sparsity"):
+        tfsparse.load_recipe(ROOT / "models" / "mobilenet_v1.toml", {"pruning.final_sparsity": 2})
+    with pytest.raises(tfsparse.TfsparseError, match="did you mean"):
+        tfsparse.create_model("mobilenet_v9")
+    assert issubclass(cli.UserError, tfsparse.TfsparseError)
+
+
+def test_typed_errors_for_bad_files_and_bad_use():
+    with pytest.raises(tfsparse.TfsparseError):
+        tfsparse.inspect(b"not a flatbuffer")
+    with pytest.raises(tfsparse.TfsparseError, match="variant"):
+        tfsparse.convert(object(), "fp64")
+    with pytest.raises(tfsparse.TfsparseError, match="target"):
+        tfsparse.bench([b"x"], target="phone")
+
+
+def test_the_stage_modules_are_callable_and_still_modules():
+    import tfsparse.inspect as inspect_module
+    from tfsparse import bench, export
+
+    assert isinstance(inspect_module, types.ModuleType) and callable(inspect_module)
+    assert tfsparse.inspect is inspect_module and callable(tfsparse.export) and callable(tfsparse.train)
+    assert hasattr(bench, "measure") and hasattr(export, "Exporter")  # the modules' own names still work
+    assert set(tfsparse.__all__) <= set(dir(tfsparse))
+    for name in tfsparse.__all__:
+        assert getattr(tfsparse, name) is not None
+
+
+# ---- importing tfsparse and TF_USE_LEGACY_KERAS ------------------------------------------------
+
+
+class _Loader(types.ModuleType):
+    """Stands in for TensorFlow's KerasLazyLoader: its state lives in its __dict__."""
+
+
+def _fake_tf(state: dict | None):
+    tf = types.ModuleType("tensorflow")
+    if state is not None:
+        loader = _Loader("keras")
+        loader.__dict__.update(state)
+        tf.keras = loader
+    return tf
+
+
+@pytest.mark.parametrize("state, expected", [
+    ({"_tfll_initialized": False}, None),
+    ({"_tfll_initialized": True, "_tfll_keras_version": "tf_keras"}, "tf_keras"),
+    ({"_tfll_initialized": True, "_tfll_keras_version": "keras_3"}, "keras_3"),
+    (None, None),
+])
+def test_keras_in_use_reads_the_lazy_loader_without_deciding_it(state, expected):
+    assert tfsparse._keras_in_use(_fake_tf(state)) == expected
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    environ.update(env, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=300)
+
+
+def test_import_after_tensorflow_but_before_tf_keras_is_used_gets_tf_keras():
+    result = _python("import os, tensorflow as tf, tfsparse; print(os.environ['TF_USE_LEGACY_KERAS'], tf.keras.__name__)")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[0] == "1" and result.stdout.split()[1].startswith("tf_keras")
+
+
+def test_real_keras_3_first_use_is_detected():
+    result = _python("import tensorflow as tf; tf.keras.layers.Dense; import tfsparse")
+    assert result.returncode == 1
+    assert "KerasVersionError" in result.stderr and "tf.keras is Keras 3" in result.stderr
+
+
+def test_explicit_settings_are_kept_or_refused():
+    ok = _python("import os, tfsparse; print(os.environ['TF_USE_LEGACY_KERAS'])", TF_USE_LEGACY_KERAS="true")
+    assert ok.stdout.strip() == "true", ok.stderr
+    refused = _python("import tfsparse", TF_USE_LEGACY_KERAS="0")
+    assert refused.returncode == 1 and "TF_USE_LEGACY_KERAS='0'" in refused.stderr
+
+
+# ---- the tfsparse command ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def command(monkeypatch):
+    monkeypatch.setattr(cli, "_program_name", None)
+    monkeypatch.setattr(cli, "quiet_tensorflow_startup", lambda: None)
+    return commands.main
+
+
+def test_tfsparse_help_lists_every_subcommand(command, capsys):
+    assert command(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("train", "export", "inspect", "twin", "bench", "android-bench", "pipeline", "sweep", "report",
+                 "data", "structure-study"):
+        assert re.search(rf"^  {re.escape(name)}\s+\S", out, re.M), name
+    assert command([]) == 2
+
+
+def test_subcommands_name_themselves_in_usage_and_errors(command, capsys, tmp_path):
+    assert command(["inspect", str(tmp_path / "missing.tflite")]) == 2
+    assert capsys.readouterr().err.strip() == f"tfsparse inspect: error: {tmp_path / 'missing.tflite'}: no such file"
+    with pytest.raises(SystemExit) as e:
+        command(["twin", "--help"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: tfsparse twin ")
+    assert command(["expotr"]) == 2
+    assert "unknown command 'expotr' (did you mean export" in capsys.readouterr().err
