@@ -543,7 +543,7 @@ class BenchResults:
 
 def bench(files, target: str = "host", *, runs: int = 10, warmup: int = 2, threads: int = 1,
           timeout: float = 180.0, seed: int = 0, tolerance: float = 1e-4, litert_version: str | None = None,
-          log=None) -> BenchResults:
+          cpu: str | None = None, log=None) -> BenchResults:
     """Times .tflite files interleaved; each sparse file beside its dense twin (same weights).
 
     Args:
@@ -554,6 +554,8 @@ def bench(files, target: str = "host", *, runs: int = 10, warmup: int = 2, threa
         timeout: seconds one file may take to load and run once.
         seed, tolerance: seeded random inputs; largest |target - host| difference counted a match.
         litert_version: the ai-edge-litert version to run on arm64-emu (default: the host's).
+        cpu: the CPU qemu emulates for arm64-emu (default: `tfsparse.arm64.DEFAULT_CPU`, a
+            Cortex-A76: NEON without SVE/SME, like most phones).
         log: called with progress lines (e.g. `print`); default silent.
 
     Returns:
@@ -587,13 +589,15 @@ def bench(files, target: str = "host", *, runs: int = 10, warmup: int = 2, threa
                 paths.append(str(item))
         model_files, pairs = bench_mod.collect(paths)
         if target == "host":
+            if cpu:
+                raise TfsparseError("cpu applies to target arm64-emu only")
             version = arm64.host_litert_version()
             if litert_version and litert_version != version:
                 raise TfsparseError(f"litert_version {litert_version}: the host target runs the installed "
                                     f"ai-edge-litert {version}")
             runner = bench_mod.host_runner()
         else:
-            runtime = arm64.provision(litert_version)
+            runtime = arm64.provision(litert_version, cpu=cpu or arm64.DEFAULT_CPU)
             version, runner = runtime.litert_version, bench_mod.Runner(runtime.argv(), runtime.env())
         rep = bench_mod.measure(model_files, pairs, target, runner, version, threads, warmup, runs, timeout,
                                 seed, tolerance, log=log or (lambda line: None))
