@@ -87,6 +87,20 @@ def test_notebook_create_prune_fit_strip_convert_inspect_twin_bench():
     assert json.loads(results.to_json())["pairs"][0]["speedup"] == ratio
 
 
+def test_train_returns_a_result_and_a_finished_run_resumes_to_the_same_result(tmp_path):
+    tiny = ["model.width_multiplier=0.25", "model.depth=4", "train.batch_size=64", "data.validation_examples=256"]
+    result = tfsparse.train(ROOT / "models" / "mobilenet_v1.toml", tmp_path / "run", overrides=tiny,
+                            epochs=1, max_train_examples=256)
+    assert isinstance(result, tfsparse.TrainResult)
+    assert result.sparse_model.is_file() and result.dense_model.is_file()
+    assert result.sparsity == pytest.approx(0.9, abs=0.005)
+    assert json.loads(result.to_json())["metrics"]["epochs"] == {"dense": 1, "pruning": 1}
+    again = tfsparse.train("mobilenet_v1.toml", tmp_path / "run")  # resume=None: the folder holds a run
+    assert again.metrics["sparse_score"] == result.metrics["sparse_score"]
+    with pytest.raises(tfsparse.TfsparseError, match="already holds a run"):
+        tfsparse.train(ROOT / "models" / "mobilenet_v1.toml", tmp_path / "run", resume=False)
+
+
 def _readme_api_example() -> str:
     text = (ROOT / "README.md").read_text()
     section = text.split("\n## Python API", 1)[1].split("\n## ", 1)[0]
