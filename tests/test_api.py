@@ -101,6 +101,18 @@ def test_train_returns_a_result_and_a_finished_run_resumes_to_the_same_result(tm
         tfsparse.train(ROOT / "models" / "mobilenet_v1.toml", tmp_path / "run", resume=False)
 
 
+def test_export_an_in_memory_model_with_a_recipe_measures_it_on_the_test_split(tmp_path):
+    recipe = tfsparse.load_recipe(ROOT / "models" / "mobilenet_v1.toml",
+                                  {"model.width_multiplier": 0.25, "model.depth": 4})
+    model = tfsparse.create_model("mobilenet_v1", num_classes=10, **recipe.model.args)
+    manifest = tfsparse.export(model, tmp_path / "out", recipe=recipe, variants=["fp16"], name="mem")
+    assert [(f["variant"], f["dense"]) for f in manifest.files] == [("fp32", True), ("fp16", False)]
+    assert all(f["runs"] and 0 <= f["accuracy"] <= 1 and f["parity"]["top1_agreement"] > 0.9
+               for f in manifest.files)
+    assert manifest.data["test_examples"] == 10000 and manifest.file("fp16").is_file()
+    assert json.loads(manifest.to_json())["model"] == "mem"
+
+
 def _readme_api_example() -> str:
     text = (ROOT / "README.md").read_text()
     section = text.split("\n## Python API", 1)[1].split("\n## ", 1)[0]

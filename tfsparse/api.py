@@ -368,6 +368,8 @@ def export(model_or_path, out_dir, *, recipe=None, dense_model=None, variants: S
     from tfsparse.recipe import Recipe
 
     out_dir = Path(out_dir)
+    if isinstance(recipe, (str, Path)):
+        recipe = load_recipe(recipe)
     if isinstance(model_or_path, (str, Path)) and (Path(model_or_path).is_dir() or recipe is not None):
         source = export_mod.resolve_source(str(model_or_path), recipe)
     else:
