@@ -35,6 +35,7 @@ COMMANDS = {
     "sweep": ("tfsparse.sweep", "tfsparse.sweep", "the pipeline at several sparsities, one dense model shared"),
     "report": ("tfsparse.report", "tfsparse.report", "re-render a pipeline or sweep report from its JSON"),
     "data": ("tfsparse.datasets.__main__", "tfsparse.datasets", "fetch the offline data sets into the cache"),
+    "fuzz": ("tfsparse.fuzz", "tfsparse.fuzz", "mutated .tflite files through the inspector: crashes, hangs"),
     "structure-study": ("tfsparse.structure_study", "tfsparse.structure_study",
                         "unstructured vs block vs 2:4 pruning, trained and timed"),
 }
