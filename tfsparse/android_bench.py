@@ -164,7 +164,7 @@ def collect_models(inputs: list[str]) -> list[Model]:
 def add_twins(models: list[Model], folder: Path) -> list[Model]:
     """`models` plus a dense twin (written into `folder`) of every file with a sparse tensor."""
     try:
-        from tfsparse import flatbuffer, twin
+        from tfsparse.twin import twin_if_sparse
     except ImportError as e:  # numpy / flatbuffers / ai-edge-litert missing on this machine
         print(f"warning: no dense twins ({e.name} is not installed): only speedups vs the unpruned "
               "dense file are reported", file=sys.stderr)
@@ -174,13 +174,12 @@ def add_twins(models: list[Model], folder: Path) -> list[Model]:
         if model.dense:
             continue
         try:
-            data = model.path.read_bytes()
-            if not any(t.sparsity is not None for sg in flatbuffer.parse(data).subgraphs for t in sg.tensors):
-                continue
-            path = folder / f"{len(out):02d}.{model.path.stem}.dense-twin.tflite"
-            atomic.write_bytes(path, twin.dense_twin(data))
+            data = twin_if_sparse(model.path.read_bytes())
         except (OSError, UserError):
             continue  # not a readable flatbuffer: its own run reports what is wrong with it
+        if data is None:
+            continue
+        path = atomic.write_bytes(folder / f"{len(out):02d}.{model.path.stem}.dense-twin.tflite", data)
         out.append(Model(path=path, label=f"{model.label} (dense twin)", remote=_remote_name(len(out), path),
                          export=model.export, variant=model.variant, dense=None, twin_of=model.path))
     return out

@@ -179,20 +179,19 @@ def collect(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[Path, Path]]]
 def make_twins(files: list[Path], folder: Path) -> dict[Path, Path]:
     """{sparse file: its dense twin written into `folder`} for every file with a sparse tensor.
     A file the reader cannot parse gets no twin (its probe reports what is wrong with it)."""
-    from tfsparse import flatbuffer, twin
+    from tfsparse.twin import twin_if_sparse
 
     twins = {}
     for i, path in enumerate(files):
         try:
-            data = path.read_bytes()
-            if not any(t.sparsity is not None for sg in flatbuffer.parse(data).subgraphs for t in sg.tensors):
-                continue
+            data = twin_if_sparse(path.read_bytes())
+        except (OSError, UserError):
+            continue
+        if data is not None:
             name = f"{path.stem}.dense-twin.tflite"
             twins[path] = folder / (name if not (folder / name).exists() and name not in
                                     {t.name for t in twins.values()} else f"{i}.{name}")
-            twins[path].write_bytes(twin.dense_twin(data))
-        except (OSError, UserError):
-            twins.pop(path, None)
+            twins[path].write_bytes(data)
     return twins
 
 

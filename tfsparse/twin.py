@@ -49,7 +49,7 @@ def dense_twin(data: bytes) -> bytes:
     # The hardened reader checks the file and decodes every sparse tensor; the object API
     # below trusts what it has checked.
     parsed = flatbuffer.parse(data)
-    if not any(t.sparsity is not None for sg in parsed.subgraphs for t in sg.tensors) and not any(
+    if not has_sparse_tensors(parsed) and not any(
             op.builtin_code == flatbuffer.DENSIFY for sg in parsed.subgraphs for op in sg.operators):
         return bytes(data)
     try:
@@ -73,6 +73,16 @@ def dense_twin(data: bytes) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
     return bytes(builder.Output())
+
+
+def has_sparse_tensors(model: flatbuffer.Model) -> bool:
+    return any(t.sparsity is not None for sg in model.subgraphs for t in sg.tensors)
+
+
+def twin_if_sparse(data: bytes) -> bytes | None:
+    """The dense twin of `data`, or None when it has no sparse tensor (nothing to compare with).
+    Raises UserError for a file the reader cannot parse."""
+    return dense_twin(data) if has_sparse_tensors(flatbuffer.parse(data)) else None
 
 
 def _buffer_references(model) -> dict[int, int]:
