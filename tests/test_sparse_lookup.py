@@ -103,5 +103,7 @@ def test_runs_on_the_emulated_arm64_runtime(pruned, tmp_path):
     assert bench.main(["--target", "arm64-emu", "--litert-version", "2.3.0", "--runs", "1", "--warmup", "0",
                        "--json", str(out), *paths]) == 0
     results = json.loads(out.read_text())["results"]
-    assert [r["error"] for r in results] == [None, None]
+    # Both files, then their dense twins (the table stored dense again: no DENSIFY), all run.
+    assert [r.get("twin_of") for r in results] == [None, None, *paths]
+    assert [r["error"] for r in results] == [None] * 4
     assert all(r["outputs_match_host"] for r in results), results
