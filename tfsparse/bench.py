@@ -10,9 +10,11 @@ weights, zeros included, stored dense) in the same interleaved run: twin ms / sp
 what XNNPACK's sparse path gains on identical arithmetic ("vs same weights"). On the host
 (and on a phone, see android_bench) the ratio against the unpruned dense file is real too
 ("vs unpruned dense"). Under emulation it is not: qemu computes floating point in software,
-where zeros are cheap, so the pruned weights stored dense already run ~2x faster than the
-unpruned ones there and not on a phone. For arm64-emu that ratio (unpruned dense / twin)
-is reported as the emulator's zero effect, never as a speedup.
+where an instruction's cost can depend on its values (zeros are cheap: pruned weights stored
+dense were seen to run up to ~2x faster than the unpruned ones, which a phone does not do).
+For arm64-emu that ratio (unpruned dense / twin) is reported as the emulator's effect, never
+as a speedup. `--cpu` (default cortex-a76) pins the emulated CPU: qemu's `max` offers SME,
+which LiteRT then uses for dense kernels that most phones cannot run.
 
     python -m tfsparse.bench --target arm64-emu export/mobilenet_v1
     python -m tfsparse.bench --target arm64-emu --runs 20 --json bench/mnv1.json a.dense.tflite a.sparse.tflite
@@ -51,7 +53,8 @@ HOST_NOTE = ("host x86 CPU: XNNPACK disables its sparse path on CPUs with AVX, s
              "run dense here and speedups are ~1.0; use --target arm64-emu for sparse timings")
 EMU_NOTE = ("emulated arm64 (qemu-user) running the aarch64 LiteRT wheel: only the ratio of a sparse "
             "file to its dense twin (same weights) in this one interleaved run means something; qemu's "
-            "software floating point makes zeros cheap, so ratios against the unpruned dense file are not shown")
+            "costs depend on the values computed (software floating point), so ratios against the unpruned "
+            "dense file are not shown")
 EMULATED = ("arm64-emu",)  # targets whose ratio against the unpruned dense file is an artefact
 SAME_WEIGHTS, UNPRUNED = "same_weights", "unpruned_dense"
 SPARSE_NAME = re.compile(r"^(?P<stem>.+)\.sparse\.(?P<variant>[^.]+)\.tflite$")
@@ -267,8 +270,8 @@ def report(models: list[Model], pairs, target, litert_version, threads, warmup, 
                           "speedup": paired_ratio(twin, by_path.get(sparse))})
     for dense, sparse in pairs:
         if target in EMULATED:
-            # Not a speedup under emulation (software floating point makes zeros cheap): keep only
-            # what the zeros alone do, unpruned dense / the same weights as the sparse file stored dense.
+            # Not a speedup under emulation (software floating point: costs depend on the values, e.g.
+            # zeros): keep only the emulator's effect, unpruned dense / the same weights stored dense.
             zero_effect.append({"dense": str(dense), "twin": twin_of[sparse].label if sparse in twin_of else None,
                                 "ratio": paired_ratio(by_path.get(dense), twin_of.get(sparse))})
         else:

@@ -330,8 +330,8 @@ def _ratio(value: float | None) -> str:
 
 def latency_columns(key: str, threads) -> list[tuple[str, str]]:
     """(header, latency field) of one target's columns. Under emulation only the ratio against
-    the dense twin (same weights) is a speedup: qemu's software floating point makes zeros cheap,
-    so the pruned weights stored dense already run faster than the unpruned ones there."""
+    the dense twin (same weights) is a speedup: there an instruction's cost can depend on the values
+    it computes with (software floating point), which a phone's does not (see tfsparse.bench)."""
     cols = [(f"{key} ms ({threads} thread{'s' if threads != 1 else ''})", "median_ms"),
             (f"{key} vs same weights", "vs_twin")]
     if key not in EMULATED:
@@ -387,9 +387,9 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
                  "dense twin (the same weights, zeros included, stored dense; an int8 file's twin is int8) / "
                  "the file, median over the rounds of one run: what XNNPACK's sparse path gains. *vs unpruned "
                  "dense* = the dense fp32 file / the file (for int8 it includes what quantization alone gains): "
-                 "shown for the host and a device only; under emulation (arm64-emu) software floating point "
-                 "makes zeros cheap, so the pruned weights stored dense run faster than the unpruned ones there "
-                 "but not on a phone. On a phone, *vs unpruned dense* ~ *vs same weights*.")
+                 "shown for the host and a device only: under emulation (arm64-emu) an instruction's cost can "
+                 "depend on the values it computes with (software floating point), so only the same weights are "
+                 "a fair baseline there. On a phone, *vs unpruned dense* ~ *vs same weights*.")
     benches = {}
     for p in points:
         for target, b in p["benchmarks"].items():
