@@ -1,7 +1,7 @@
 # Two commands set up everything on a fresh Debian/Ubuntu machine with Python 3.11-3.13:
 #   make demo   - venv, install, offline data, default recipe end to end
 #   make test   - venv, install, offline data, the test suite
-#   make fuzz   - 10,000 mutated .tflite files through tfsparse.inspect (bench/fuzz.json)
+#   make fuzz   - 10,000 mutated .tflite files through tfsparse.tflite.inspector (bench/fuzz.json)
 # TensorFlow 2.21 / ai-edge-litert 2.3.0 publish wheels for CPython 3.11-3.13 only
 # (pyproject's requires-python). Newest first: the newest Python is the one a distribution
 # ships as python3 (Debian 13: 3.13, Ubuntu 24.04: 3.12, Debian 12: 3.11). Each candidate

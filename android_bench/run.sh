@@ -2,7 +2,7 @@
 # Benchmark .tflite files on an Android phone or emulator over adb (dense vs sparse).
 #   android_bench/run.sh --help
 #   android_bench/run.sh --benchmark-binary PATH/TO/benchmark_model export/mobilenet_v1
-# A thin wrapper: finds Python >= 3.11 and runs tfsparse.android_bench (no TensorFlow).
+# A thin wrapper: finds Python >= 3.11 and runs tfsparse.benchmarking.android (no TensorFlow).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 

@@ -41,6 +41,6 @@ def tiny_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def arm64_runtime():
-    from tfsparse import arm64
+    from tfsparse.benchmarking import arm64
 
     return arm64.provision()

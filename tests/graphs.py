@@ -10,7 +10,7 @@ kernels) get an exact fraction of zeros with numpy, so no training is needed. In
 
 The same graphs are built at `TIMED` scale (8x the channels, so the 1x1 convolutions are
 most of the work) for timing on the emulated arm64 runtime, each with its dense twin
-(`tfsparse.twin.dense_twin`: the sparse file's weights stored dense, as `tfsparse.bench`
+(`tfsparse.tflite.twin.dense_twin`: the sparse file's weights stored dense, as `tfsparse.benchmarking.bench`
 times it).
 
     twin, sparse = timed_pair("mobilenet")      # bytes: no DENSIFY vs sparse-aware
@@ -250,7 +250,7 @@ def convert(model, variant: str, sparse: bool = True) -> bytes:
 
     `sparse=False` leaves EXPERIMENTAL_SPARSITY out: the weights (zeros included) are stored
     dense, so there is no DENSIFY and XNNPACK is never asked for sparse inference."""
-    from tfsparse.converter import convert as tfsparse_convert
+    from tfsparse.exporting.converter import convert as tfsparse_convert
 
     data = _representative_data(tuple(model.inputs[0].shape[1:])) if variant == "int8" else None
     return tfsparse_convert(model, variant, sparse=sparse, representative_data=data)
@@ -268,7 +268,7 @@ def timed_pair(name: str, scale: Scale = TIMED) -> tuple[bytes, bytes]:
 
     The twin has the same weights (zeros included) but no sparse tensors, so it takes
     XNNPACK's dense path whatever the graph: twin/sparse time is the sparse path's speedup."""
-    from tfsparse.twin import dense_twin
+    from tfsparse.tflite.twin import dense_twin
 
     sparse = convert(build_keras(name, scale), GRAPHS[name].variant)
     return dense_twin(sparse), sparse

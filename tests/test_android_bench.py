@@ -1,7 +1,7 @@
 """android_bench/run.sh end to end against the adb STAND-IN in tests/fake_adb/.
 
 The stand-in exists only because no Android device can exist on CI machines; the script,
-its orchestration (tfsparse.android_bench) and its parser (tfsparse.benchmark_model) are the
+its orchestration (tfsparse.benchmarking.android) and its parser (tfsparse.benchmarking.benchmark_model) are the
 production code. Every test runs the real run.sh and asserts on its exit status, its
 one-line errors, the commands the stand-in device received, and the report files.
 """
@@ -298,7 +298,7 @@ def test_a_real_sparse_file_is_timed_beside_its_dense_twin(tmp_path):
     pushed or not run, speedups computed against the wrong baseline, a twin made of a dense file."""
     sys.path.insert(0, str(REPO))
     from tests.graphs import build_tflite
-    from tfsparse.twin import dense_twin
+    from tfsparse.tflite.twin import dense_twin
 
     bench = Bench(tmp_path, {"latency_us": {"dense": 30000, "sparse": 6000}, "latency_by_name": {"twin": 24000}})
     export = bench.export("net", [("net.dense.fp32.tflite", "fp32", True), ("net.sparse.fp32.tflite", "fp32", False)])

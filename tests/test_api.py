@@ -37,7 +37,7 @@ def _run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
 def test_notebook_create_prune_fit_strip_convert_inspect_twin_bench():
     import tensorflow as tf
 
-    from tfsparse.pruning import overall_sparsity, pruned_layer_names
+    from tfsparse.pruning.magnitude import overall_sparsity, pruned_layer_names
 
     tf.keras.utils.set_random_seed(0)
     model = tfsparse.create_model("mobilenet_v1", width_multiplier=0.25, input_size=32, num_classes=10)
@@ -159,16 +159,29 @@ def test_typed_errors_for_bad_files_and_bad_use():
         tfsparse.bench([b"x"], target="phone")
 
 
-def test_the_stage_modules_are_callable_and_still_modules():
-    import tfsparse.inspect as inspect_module
-    from tfsparse import bench, export
+def test_stage_packages_never_hide_the_api_functions():
+    import tfsparse.benchmarking.bench  # noqa: F401  (the stage packages, imported as users may)
+    import tfsparse.exporting.exporter  # noqa: F401
+    import tfsparse.tflite.inspector  # noqa: F401
+    import tfsparse.training.command  # noqa: F401
 
-    assert isinstance(inspect_module, types.ModuleType) and callable(inspect_module)
-    assert tfsparse.inspect is inspect_module and callable(tfsparse.export) and callable(tfsparse.train)
-    assert hasattr(bench, "measure") and hasattr(export, "Exporter")  # the modules' own names still work
+    for name in ("train", "export", "inspect", "twin", "bench", "report"):
+        assert isinstance(getattr(tfsparse, name), types.FunctionType), name
+    with pytest.raises(ImportError, match="the function is tfsparse.train"):
+        import tfsparse.train  # noqa: F401  (a command alias, not a module)
     assert set(tfsparse.__all__) <= set(dir(tfsparse))
     for name in tfsparse.__all__:
         assert getattr(tfsparse, name) is not None
+
+
+@pytest.mark.parametrize("alias", sorted(commands.MODULE_ALIASES))
+def test_every_old_python_m_name_still_runs_its_command(alias):
+    """`python -m tfsparse.<alias>` (README examples, users' scripts) runs the command and names
+    itself that way in its usage line."""
+    result = subprocess.run([sys.executable, "-m", f"tfsparse.{alias}", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"usage: python -m tfsparse.{alias} "), result.stdout[:200]
 
 
 # ---- importing tfsparse and TF_USE_LEGACY_KERAS ------------------------------------------------
@@ -220,6 +233,14 @@ def test_explicit_settings_are_kept_or_refused():
     assert ok.stdout.strip() == "true", ok.stderr
     refused = _python("import tfsparse", TF_USE_LEGACY_KERAS="0")
     assert refused.returncode == 1 and "TF_USE_LEGACY_KERAS='0'" in refused.stderr
+
+
+def test_a_command_refusing_the_keras_setting_says_it_in_one_line():
+    environ = {**os.environ, "TF_USE_LEGACY_KERAS": "0", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "tfsparse.inspect", "model.tflite"], capture_output=True,
+                            text=True, env=environ, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.startswith("tfsparse: error: TF_USE_LEGACY_KERAS='0'") and result.stderr.count("\n") == 1
 
 
 # ---- the tfsparse command ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""tfsparse.arm64: stage caching (idempotent, resumable, locked), host checks, and the
+"""tfsparse.benchmarking.arm64: stage caching (idempotent, resumable, locked), host checks, and the
 apt-source parser that picks the Debian mirror.
 
 The real from-scratch provisioning is exercised by tests/test_bench.py; these tests drive
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tfsparse import arm64
+from tfsparse.benchmarking import arm64
 from tfsparse.cli import UserError
 
 

@@ -1,4 +1,4 @@
-"""tfsparse.bench: sparse vs dense on the emulated arm64 runtime, the host target, faults.
+"""tfsparse.benchmarking.bench: sparse vs dense on the emulated arm64 runtime, the host target, faults.
 
 The arm64 test provisions the emulator into the real cache (~/.cache/tfsparse/arm64, or
 $TFSPARSE_CACHE): from scratch in CI (~30 s), instantly afterwards.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfsparse import bench
+from tfsparse.benchmarking import bench
 
 SPARSITY = 0.9
 

@@ -6,7 +6,7 @@ profile_summary_formatter). Pure functions: no device, no TensorFlow.
 
 import pytest
 
-from tfsparse import benchmark_model as bm
+from tfsparse.benchmarking import benchmark_model as bm
 
 RUN = """\
 INFO: STARTING!

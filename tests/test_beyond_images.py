@@ -166,7 +166,7 @@ def test_log_mel_front_end_equals_tensorflows_signal_ops():
     """The numpy front end (what an app re-implements) matches tf.signal's STFT + mel matrix."""
     import tensorflow as tf
 
-    from tfsparse import features
+    from tfsparse.datasets import features
 
     c = features.FRONT_END
     audio = np.random.default_rng(0).standard_normal((2, c["clip_samples"])).astype(np.float32) * 0.1
@@ -254,7 +254,7 @@ def test_kws_smoke_run_prunes_convolutions_and_classifier(tiny_speech_cache, tmp
 @pytest.mark.parametrize("stem, verdict", [("xnnpack", "sparse"), ("hello_edge", "dense")])
 def test_only_the_xnnpack_stem_lets_xnnpack_run_ds_cnn_sparse(stem, verdict):
     from tests.graphs import convert, prune_pointwise
-    from tfsparse.inspect import inspect_bytes, manifest_summary
+    from tfsparse.tflite.inspector import inspect_bytes, manifest_summary
     from tfsparse.zoo import create_model
 
     # 1x1 convolutions 80% zero, as the recipe prunes them.

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import tfsparse  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from tfsparse import block_pruning, pruning
+import tfsparse  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from tfsparse.cli import UserError
-from tfsparse.inspect import block_structure, inspect_bytes
+from tfsparse.pruning import block as block_pruning
+from tfsparse.pruning import magnitude as pruning
 from tfsparse.recipe import PruningConfig, load_recipe
+from tfsparse.tflite.inspector import block_structure, inspect_bytes
 from tfsparse.zoo import create_model
 
 ROOT = Path(__file__).parent.parent
@@ -158,7 +158,7 @@ def test_train_cli_block4_end_to_end(tmp_path):
 
 
 def test_structure_study_plans_each_pattern_per_sparsity_and_2of4_once():
-    from tfsparse.structure_study import parse_args, plan
+    from tfsparse.experiments.structure_study import parse_args, plan
 
     runs = plan(["unstructured", "block4", "2:4"], [0.8, 0.9])
     assert [r["name"] for r in runs] == ["unstructured_80", "unstructured_90", "block4_80", "block4_90", "2of4_50"]

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfsparse import manifest as manifest_io
-from tfsparse import report_export, tflite_metadata
+from tfsparse.exporting import manifest as manifest_io
+from tfsparse.reporting import export_table as report_export
+from tfsparse.tflite import metadata as tflite_metadata
 
 ROOT = Path(__file__).parent.parent
 VARIANTS = ["fp32", "fp16", "int8-dynamic", "int8"]

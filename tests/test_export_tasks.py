@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfsparse import export as export_cli
-from tfsparse import tflite_metadata
 from tfsparse.cli import UserError
+from tfsparse.exporting import exporter as export_cli
 from tfsparse.recipe import load_recipe
+from tfsparse.tflite import metadata as tflite_metadata
 
 ROOT = Path(__file__).parent.parent
 TINY = ["--epochs", "1", "--max-train-examples", "256"]

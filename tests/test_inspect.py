@@ -14,10 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `tests.graphs` under any runner
 
 from tests.graphs import build_keras, build_tflite, convert  # noqa: E402
-from tfsparse import tflite_metadata, xnnpack  # noqa: E402
 from tfsparse.cli import UserError  # noqa: E402
-from tfsparse.flatbuffer import SparseEncoding, densify, parse  # noqa: E402
-from tfsparse.inspect import block_structure, inspect_bytes, manifest_summary  # noqa: E402
+from tfsparse.tflite import metadata as tflite_metadata  # noqa: E402
+from tfsparse.tflite import xnnpack
+from tfsparse.tflite.flatbuffer import SparseEncoding, densify, parse  # noqa: E402
+from tfsparse.tflite.inspector import block_structure, inspect_bytes, manifest_summary  # noqa: E402
 
 
 def pointwise_kernels_ohwi(name: str, dtype=np.float32) -> list[np.ndarray]:
@@ -157,7 +158,7 @@ def test_metadata_embed_rejects_garbage():
 
 
 def test_inspector_does_not_load_tensorflow():
-    code = ("import sys, tfsparse.inspect, tfsparse.tflite_metadata; "
+    code = ("import sys, tfsparse.tflite.inspector, tfsparse.tflite.metadata; "
             "sys.exit('tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
 
@@ -200,7 +201,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, case):
 
 
 def test_a_file_without_signatures_says_none():
-    from tfsparse.inspect import format_report
+    from tfsparse.tflite.inspector import format_report
 
     report = {"bytes": 10, "gzip_bytes": 10, "ops": [], "sparse_tensors": [], "densify_ops": 0,
               "tensors": {"count": 0, "constant": 0, "constant_bytes": 0, "by_dtype": {}, "inputs": [], "outputs": []},

@@ -1,6 +1,6 @@
 """Mutated flatbuffers through the reader and the XNNPACK analysis: only UserError, never a hang.
 
-A few hundred cases of `tfsparse.fuzz` (the same mutations, bases and outcome rules as
+A few hundred cases of `tfsparse.tflite.fuzz` (the same mutations, bases and outcome rules as
 `make fuzz`, which runs 10,000: see the README). Seeded, so a failure names a reproducible
 (seed, case): `python -m tfsparse.fuzz --seed S --count N --save-failures DIR` writes it out.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tfsparse import fuzz
 from tfsparse.cli import UserError
-from tfsparse.inspect import inspect_bytes
+from tfsparse.tflite import fuzz
+from tfsparse.tflite.inspector import inspect_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = 400   # 100 per base; `make fuzz` runs 10,000
@@ -56,7 +56,7 @@ def test_crashes_and_hangs_are_counted_not_fatal(bases, monkeypatch):
     named with its (base, case), and not stop the run. (The first version raised its timeout
     as an Exception, which the reader's own `except Exception` turned into a UserError: a 12 s
     case was counted as fine.)"""
-    import tfsparse.inspect
+    import tfsparse.tflite.inspector
 
     def crashes(data: bytes, target: str = "arm64") -> dict:
         raise IndexError("index out of range")
@@ -68,12 +68,12 @@ def test_crashes_and_hangs_are_counted_not_fatal(bases, monkeypatch):
         except Exception as e:  # the reader turns everything into a UserError: a hang must get through
             raise UserError(f"corrupt file ({type(e).__name__})") from None
 
-    monkeypatch.setattr(tfsparse.inspect, "inspect_bytes", crashes)
+    monkeypatch.setattr(tfsparse.tflite.inspector, "inspect_bytes", crashes)
     result, failing = fuzz.run(bases, 3, SEED)
     assert (result["crashes"], result["hangs"], len(failing)) == (3, 0, 3)
     assert result["failures"][2] == {"case": 2, "base": "int8", "kind": "crash",
                                      "message": "IndexError: index out of range"}
-    monkeypatch.setattr(tfsparse.inspect, "inspect_bytes", loops)
+    monkeypatch.setattr(tfsparse.tflite.inspector, "inspect_bytes", loops)
     result, _ = fuzz.run(bases, 2, SEED, timeout=0.2)
     assert (result["crashes"], result["hangs"]) == (0, 2) and result["seconds"] < 5
 

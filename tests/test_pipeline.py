@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfsparse import report, tflite_metadata
-from tfsparse.report_export import format_pct, format_size
+from tfsparse.reporting import report
+from tfsparse.reporting.export_table import format_pct, format_size
+from tfsparse.tflite import metadata as tflite_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "models" / "mobilenet_v1.toml"

@@ -1,6 +1,6 @@
 """Pruned lookup tables (Embedding -> GATHER) stored sparse: smaller files, same outputs.
 
-The converter's own sparsity pass leaves GATHER tables dense; `tfsparse.sparse_lookup`
+The converter's own sparsity pass leaves GATHER tables dense; `tfsparse.exporting.sparse_lookup`
 re-encodes them behind DENSIFY. Checked with the real converter and LiteRT, on the host (with
 and without the XNNPACK delegate) and on the emulated arm64 runtime, and read back with the
 inspector's own flatbuffer parser (a decoder independent of LiteRT's).
@@ -15,8 +15,9 @@ import pytest
 
 import tfsparse  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from tests.graphs import convert
-from tfsparse import bench, flatbuffer
-from tfsparse.sparse_lookup import sparsify_lookup_tables
+from tfsparse.benchmarking import bench
+from tfsparse.exporting.sparse_lookup import sparsify_lookup_tables
+from tfsparse.tflite import flatbuffer
 
 VOCAB, DIM, LENGTH = 3000, 48, 24
 

@@ -1,4 +1,4 @@
-"""Non-image recipes through `python -m tfsparse.pipeline --quick`, and `tfsparse.report --tasks`.
+"""Non-image recipes through `python -m tfsparse.pipeline --quick`, and `tfsparse.reporting.report --tasks`.
 
 Real training, export (with the pruned Embedding stored sparse), host bench, report and
 model card for the text and the RL recipe; then the one-row-per-task table the README's
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tfsparse.report_export import format_pct, format_size
+from tfsparse.reporting.export_table import format_pct, format_size
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""tfsparse.twin: the dense twin of a sparse .tflite (same weights, zeros included, stored dense).
+"""tfsparse.tflite.twin: the dense twin of a sparse .tflite (same weights, zeros included, stored dense).
 
 Checked on every graph of tests/graphs.py (fp32, fp16, int8, int8 dynamic-range, two
 inputs/outputs, several clusters) and on a sparse lookup table (our own DENSIFY -> GATHER):
@@ -16,9 +16,9 @@ import pytest
 
 import tfsparse  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from tests.graphs import GRAPHS, build_tflite, convert
-from tfsparse import flatbuffer
-from tfsparse.inspect import inspect_bytes
-from tfsparse.twin import dense_twin
+from tfsparse.tflite import flatbuffer
+from tfsparse.tflite.inspector import inspect_bytes
+from tfsparse.tflite.twin import dense_twin
 
 
 def outputs(data: bytes, seed: int = 0) -> dict[str, np.ndarray]:
@@ -71,7 +71,7 @@ def test_a_file_without_sparse_tensors_comes_back_unchanged():
 def test_twin_of_a_sparse_lookup_table():
     import tensorflow as tf
 
-    from tfsparse.sparse_lookup import sparsify_lookup_tables
+    from tfsparse.exporting.sparse_lookup import sparsify_lookup_tables
 
     tf.keras.utils.set_random_seed(0)
     tokens = tf.keras.Input((8,), dtype="int32")

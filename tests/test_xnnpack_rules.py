@@ -10,8 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.graphs` under any runner
 
 from tests.graphs import GRAPHS, build_tflite, pointwise_tflite  # noqa: E402
-from tfsparse import xnnpack  # noqa: E402
-from tfsparse.flatbuffer import parse  # noqa: E402
+from tfsparse.tflite import xnnpack  # noqa: E402
+from tfsparse.tflite.flatbuffer import parse  # noqa: E402
 
 
 def analysis(name: str, target: str = "arm64") -> dict:

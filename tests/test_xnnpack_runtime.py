@@ -2,15 +2,15 @@
 
 The Python interpreter gives no op profile, so the evidence is time. XNNPACK's sparse path
 makes a graph whose 1x1 weights are 90% zero several times faster than its dense twin
-(`tfsparse.twin`: the same weights stored dense, no DENSIFY, so the dense path); a graph the
+(`tfsparse.tflite.twin`: the same weights stored dense, no DENSIFY, so the dense path); a graph the
 inspector calls "dense" runs at its twin's speed, although its 1x1 weights are just as zero
 (under emulation zeros are cheap, so only a same-weights twin is a fair baseline). Every
 graph of tests/graphs.py is built at `TIMED` scale, and all files that should load are timed in ONE
-interleaved run of the real aarch64 LiteRT 2.3.0 under qemu-user (tfsparse.bench). Files
+interleaved run of the real aarch64 LiteRT 2.3.0 under qemu-user (tfsparse.benchmarking.bench). Files
 the inspector says LiteRT 2.3.0 cannot allocate are probed alone, each in its own process
-as tfsparse.bench does, and must fail with the message the inspector quotes.
+as tfsparse.benchmarking.bench does, and must fail with the message the inspector quotes.
 
-Speedup = median over rounds of (twin ms / sparse ms), as tfsparse.bench computes it: the two
+Speedup = median over rounds of (twin ms / sparse ms), as tfsparse.benchmarking.bench computes it: the two
 run back to back in each round, so load on the machine hits both alike. The bounds are the
 ones the inspector promises: predicted sparse >= 2x, predicted dense 0.85-1.15x.
 
@@ -31,8 +31,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.graphs` under any runner
 
 from tests.graphs import GRAPHS, SMALL, TIMED, timed_pair  # noqa: E402
-from tfsparse import _arm64_worker, arm64, bench  # noqa: E402
-from tfsparse.inspect import inspect_bytes  # noqa: E402
+from tfsparse.benchmarking import (
+    _arm64_worker,  # noqa: E402
+    arm64,
+    bench,
+)
+from tfsparse.tflite.inspector import inspect_bytes  # noqa: E402
 
 LITERT_VERSION = "2.3.0"  # the version the inspector's load-failure warnings are about
 CHECKED = list(GRAPHS)  # every graph, including the two LiteRT 2.3.0 on arm64 cannot allocate

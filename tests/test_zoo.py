@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from tfsparse import pruning
+from tfsparse.pruning import magnitude as pruning
 from tfsparse.cli import UserError
 from tfsparse.recipe import PruningConfig
 from tfsparse.zoo import create_model, list_models

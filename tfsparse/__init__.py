@@ -62,28 +62,37 @@ def _use_legacy_keras() -> None:
             "Keras TF-MOT 0.8.1 supports: unset it or set it to 1")
 
 
-_use_legacy_keras()
+def _started_as_command() -> bool:
+    """True while `tfsparse ...` or `python -m tfsparse...` starts (argv[0] is "-m" while runpy
+    looks for the module), where an error must be one line, not an import traceback."""
+    return sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0] if sys.argv else "") == "tfsparse"
+
+
+try:
+    _use_legacy_keras()
+except KerasVersionError as e:
+    if not _started_as_command():
+        raise
+    print(f"tfsparse: error: {e}", file=sys.stderr)
+    sys.exit(2)
 # TensorFlow's C++ log (oneDNN notices, "failed call to cuInit" on machines without
 # a GPU) buries progress lines and one-line errors; Python exceptions still carry
 # every real failure. TF_CPP_MIN_LOG_LEVEL=0 brings the log back.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# `python -m tfsparse.train` and the other pre-package command names (tfsparse.commands).
+from tfsparse.commands import install_module_aliases  # noqa: E402
+
+install_module_aliases()
 
 # The public API, loaded lazily from tfsparse.api (module-level __getattr__, PEP 562).
 __all__ = ["TfsparseError", "KerasVersionError", "ConversionError",
            "load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
            "convert", "export", "inspect", "twin", "bench", "report",
            "TrainResult", "Manifest", "InspectReport", "Finding", "BenchResults", "ReportResult"]
-# Stage functions that share their name with the stage's command module: `tfsparse.export`
-# is that module, made callable (`tfsparse.api.callable_module`), so that both
-# `tfsparse.export(model, "out")` and `from tfsparse import export; export.main([...])` work.
-_COMMANDS = frozenset({"train", "export", "inspect", "twin", "bench", "report"})
 
 
 def __getattr__(name: str):
-    if name in _COMMANDS:
-        import importlib
-
-        return importlib.import_module(f"tfsparse.{name}")
     if name in __all__:
         from tfsparse import api
 

@@ -19,24 +19,22 @@ Conventions: functions return values (results are dataclasses with `to_json()`) 
 `tfsparse.TfsparseError` subclasses with a one-line message; nothing prints unless asked
 (`log=print`). The command-line programs (`tfsparse <command>`) are built on the same code.
 
-`tfsparse.train`, `tfsparse.export`, `tfsparse.inspect`, `tfsparse.twin`, `tfsparse.bench`
-and `tfsparse.report` are also the modules of the commands of the same names: calling the
-module calls the function here (`callable_module`), so `tfsparse.inspect(data)` works
-whether or not `tfsparse.inspect` has been imported as a module.
+Each function here drives one stage package (`tfsparse.training`, `tfsparse.exporting`,
+`tfsparse.tflite`, `tfsparse.benchmarking`, `tfsparse.reporting`); the packages are named
+apart from the functions so that `tfsparse.export(...)` is always this function.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import tempfile
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tfsparse.errors import ConversionError, KerasVersionError, TfsparseError  # noqa: F401  (re-exported)
+from tfsparse.run_folder import RunFolder
 
 __all__ = ["load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
            "convert", "export", "inspect", "twin", "bench", "report", "TrainResult", "Manifest",
@@ -158,7 +156,7 @@ def prune(model, config, *, total_steps: int | None = None, schedule=None):
         >>> pruned = tfsparse.prune(model, {"final_sparsity": 0.9}, total_steps=10)
         >>> pruned.compile("adam", "sparse_categorical_crossentropy")
     """
-    from tfsparse import pruning
+    from tfsparse.pruning import magnitude as pruning
 
     config = _pruning_config(config)
     pruning.check_policy(model, config)
@@ -199,7 +197,7 @@ def strip(model):
         >>> len(plain.layers) == len(model.layers)
         True
     """
-    from tfsparse import pruning
+    from tfsparse.pruning import magnitude as pruning
 
     return pruning.strip(model)
 
@@ -216,12 +214,12 @@ class TrainResult:
 
     @property
     def dense_model(self) -> Path:
-        return self.run_dir / "dense.keras"
+        return RunFolder(self.run_dir).dense_model
 
     @property
     def sparse_model(self) -> Path:
         """The pruned model, wrappers stripped."""
-        return self.run_dir / "sparse.keras"
+        return RunFolder(self.run_dir).sparse_model
 
     @property
     def sparsity(self) -> float:
@@ -260,8 +258,8 @@ def train(recipe, run_dir, *, resume: bool | None = None, overrides: Sequence[st
         >>> round(result.sparsity, 2)                                            # doctest: +SKIP
         0.9
     """
-    from tfsparse import train as train_mod
-    from tfsparse.run_state import STATE
+    from tfsparse.training import command as train_mod
+    from tfsparse.training.run_state import STATE
 
     run_dir = Path(run_dir)
     if resume is None:
@@ -280,7 +278,7 @@ def convert(model, variant: str = "fp32", **kwargs) -> bytes:
 
     Batch 1, signature `serving_default` (`image` -> `probabilities` by default), and with
     `sparse=True` (the default) weights with >= 30% zeros stored sparse behind DENSIFY ops.
-    Every keyword is documented in `tfsparse.converter.convert` (`sparse`,
+    Every keyword is documented in `tfsparse.exporting.converter.convert` (`sparse`,
     `representative_data` for int8, `int8_weights`, `input_names`, `output_name`).
 
     Args:
@@ -296,14 +294,14 @@ def convert(model, variant: str = "fp32", **kwargs) -> bytes:
         >>> len(tfsparse.convert(model, "fp16")) > 0
         True
     """
-    from tfsparse.converter import convert as convert_model
+    from tfsparse.exporting.converter import convert as convert_model
 
     return convert_model(model, variant, **kwargs)
 
 
 @dataclass
 class Manifest:
-    """An export folder's `manifest.json` (schema in `tfsparse.manifest`)."""
+    """An export folder's `manifest.json` (schema in `tfsparse.exporting.manifest`)."""
 
     path: Path
     data: dict
@@ -363,8 +361,8 @@ def export(model_or_path, out_dir, *, recipe=None, dense_model=None, variants: S
         >>> [f["path"] for f in manifest.files]
         ['mobilenet_v1.dense.fp32.tflite', 'mobilenet_v1.sparse.fp32.tflite']
     """
-    from tfsparse import export as export_mod
-    from tfsparse import manifest as manifest_mod
+    from tfsparse.exporting import exporter as export_mod
+    from tfsparse.exporting import manifest as manifest_mod
     from tfsparse.recipe import Recipe
 
     out_dir = Path(out_dir)
@@ -404,7 +402,7 @@ def export(model_or_path, out_dir, *, recipe=None, dense_model=None, variants: S
 
 @dataclass(frozen=True)
 class Finding:
-    """One XNNPACK warning: a stable `code` (`tfsparse.xnnpack.FINDINGS` lists them) and the
+    """One XNNPACK warning: a stable `code` (`tfsparse.tflite.xnnpack.FINDINGS` lists them) and the
     message in plain words. Match on the code, never on the message."""
 
     code: str
@@ -440,7 +438,7 @@ class InspectReport:
         return _json(dataclasses.asdict(self))
 
     def __str__(self) -> str:
-        from tfsparse.inspect import format_report
+        from tfsparse.tflite.inspector import format_report
 
         return format_report(self.details)
 
@@ -475,7 +473,7 @@ def inspect(path_or_bytes, target: str = "arm64") -> InspectReport:
         >>> report.verdict, report.has("no_sparse_tensor")
         ('dense', True)
     """
-    from tfsparse.inspect import inspect_bytes
+    from tfsparse.tflite.inspector import inspect_bytes
 
     data, path = _read(path_or_bytes)
     try:
@@ -506,7 +504,7 @@ def twin(path_or_bytes) -> bytes:
         >>> tfsparse.inspect(dense).sparse_tensors
         0
     """
-    from tfsparse.twin import dense_twin
+    from tfsparse.tflite.twin import dense_twin
 
     data, _ = _read(path_or_bytes)
     return dense_twin(data)
@@ -556,7 +554,7 @@ def bench(files, target: str = "host", *, runs: int = 10, warmup: int = 2, threa
         timeout: seconds one file may take to load and run once.
         seed, tolerance: seeded random inputs; largest |target - host| difference counted a match.
         litert_version: the ai-edge-litert version to run on arm64-emu (default: the host's).
-        cpu: the CPU qemu emulates for arm64-emu (default: `tfsparse.arm64.DEFAULT_CPU`, a
+        cpu: the CPU qemu emulates for arm64-emu (default: `tfsparse.benchmarking.arm64.DEFAULT_CPU`, a
             Cortex-A76: NEON without SVE/SME, like most phones).
         log: called with progress lines (e.g. `print`); default silent.
 
@@ -570,8 +568,8 @@ def bench(files, target: str = "host", *, runs: int = 10, warmup: int = 2, threa
         >>> results.results[0]["median_ms"] > 0
         True
     """
-    from tfsparse import arm64
-    from tfsparse import bench as bench_mod
+    from tfsparse.benchmarking import arm64
+    from tfsparse.benchmarking import bench as bench_mod
 
     if target not in ("host", "arm64-emu"):
         raise TfsparseError(f"unknown target {target!r} (choose from host, arm64-emu)")
@@ -635,7 +633,7 @@ def report(out_dir, name: str, *, run_dir=None, export_dir=None, bench_dir=None,
         >>> tfsparse.report("reports/mobilenet_v1", "mobilenet_v1").written[0]   # doctest: +SKIP
         PosixPath('reports/mobilenet_v1/report.md')
     """
-    from tfsparse import report as report_mod
+    from tfsparse.reporting import report as report_mod
 
     out_dir = Path(out_dir)
     run_dir = Path(run_dir or Path("runs") / name)
@@ -644,27 +642,8 @@ def report(out_dir, name: str, *, run_dir=None, export_dir=None, bench_dir=None,
     point = report_mod.collect_point(name, run_dir, export_dir, bench_dir)
     written = report_mod.write(out_dir, title or f"{name}: dense vs sparse", [point])
     if model_card:
-        from tfsparse import model_card as card
+        from tfsparse.reporting import model_card as card
 
         written.append(card.write(export_dir, bench_dir, run_dir))
     return ReportResult(written, point)
 
-
-# ---- the command modules are callable ---------------------------------------------------------
-
-
-class _CommandModule(types.ModuleType):
-    """A command's module (e.g. `tfsparse.inspect`) that, called, runs the API function of the
-    same name. Python binds `tfsparse.<name>` to the submodule whenever it is imported, so the
-    module itself must behave as the function when called; its attributes stay the module's
-    (`from tfsparse import bench; bench.measure` still works)."""
-
-    def __call__(self, *args, **kwargs):
-        return globals()[self.__name__.rpartition(".")[2]](*args, **kwargs)
-
-
-def callable_module(name: str) -> None:
-    """Makes the module `name` (tfsparse.train/export/inspect/twin/bench/report) callable."""
-    module = sys.modules.get(name)
-    if module is not None and name.startswith("tfsparse.") and name.rpartition(".")[2] in __all__:
-        module.__class__ = _CommandModule

@@ -57,6 +57,42 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+# ---- options several commands share, declared once ------------------------------------------
+
+
+class _AtLeast(argparse.Action):
+    """`type=int` plus a lower bound, with the one-line error "--runs must be >= 1, got 0"."""
+
+    minimum = 1
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values < self.minimum:
+            parser.error(f"{option_string} must be >= {self.minimum}, got {values}")
+        setattr(namespace, self.dest, values)
+
+
+def at_least(minimum: int) -> type[argparse.Action]:
+    """An argparse action for an int option with a lower bound: `action=at_least(1)`."""
+    return type(f"AtLeast{minimum}", (_AtLeast,), {"minimum": minimum})
+
+
+def add_overrides(parser: argparse.ArgumentParser, help: str = "override a recipe value (repeatable)") -> None:
+    """`--set SECTION.KEY=VALUE`, repeatable: recipe overrides (tfsparse.recipe.load_recipe)."""
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=help)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """`--quiet`: no progress lines (per epoch, per variant, per model)."""
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def add_runs(parser: argparse.ArgumentParser, default: int | None,
+             help: str = "timed runs per model") -> None:
+    """`--runs N` (N >= 1): timed runs per model in a benchmark."""
+    suffix = f" (default {default})" if default is not None and "default" not in help else ""
+    parser.add_argument("--runs", type=int, default=default, action=at_least(1), help=help + suffix)
+
+
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Silences file descriptor 2 while TensorFlow's C++ runtime loads.
 
@@ -103,3 +139,13 @@ def run_main(prog: str, main: Callable[[Sequence[str] | None], int | None],
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return closed_stdout()
+
+
+def closed_stdout() -> int:
+    """`tfsparse ... | head`: the reader left. Exit quietly, as `cat` does (status 141 is the
+    shell's SIGPIPE; 1 is what the Python docs suggest), without Python's flush-at-exit error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1

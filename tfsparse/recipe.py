@@ -152,7 +152,7 @@ class PruningConfig(_Section):
 
     `begin` and `end` are fractions of the pruning phase and `frequency` is in
     steps at the recipe's full size; all three are rescaled to the steps actually
-    run (see `tfsparse.pruning.schedule_steps`), so a shortened run still ends
+    run (see `tfsparse.pruning.magnitude.schedule_steps`), so a shortened run still ends
     exactly at `final_sparsity`.
 
     `policy`: `xnnpack` prunes the 1x1 convolutions only and checks the model
@@ -164,7 +164,7 @@ class PruningConfig(_Section):
     little redundancy (Fast Sparse ConvNets keeps it dense too).
 
     `block_size = [1, b]` prunes 1x1 convolutions in blocks of b output channels
-    (see `tfsparse.block_pruning`); `block_layers` (a regex over layer names)
+    (see `tfsparse.pruning.block`); `block_layers` (a regex over layer names)
     limits blocks to the matching pruned layers, the others stay unstructured.
     """
 

@@ -35,9 +35,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a plain script: tfsparse.arm64 / paths are stdlib-only
+sys.path.insert(0, str(REPO))  # run as a plain script: tfsparse.benchmarking.arm64 / paths are stdlib-only
 
-from tfsparse.arm64 import debian_mirror  # noqa: E402
+from tfsparse.benchmarking.arm64 import debian_mirror  # noqa: E402
 from tfsparse.paths import cache_dir  # noqa: E402
 
 # What a user's fresh machine has before typing the README's two commands; ca-certificates

@@ -19,7 +19,7 @@ so `python -m tfsparse.datasets fetch` stays fast. Augmentation happens at load,
 seeded per clip (so the splits are fixed): a random gain, a random placement in
 the 1 s window (time shift), and white, pink or brown noise at 5-30 dB SNR;
 `silence` clips are noise alone. The model input is the log-mel front end of
-`tfsparse.features` (its exact parameters are stored in `Splits.preprocessing`).
+`tfsparse.datasets.features` (its exact parameters are stored in `Splits.preprocessing`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import json
 
 import numpy as np
 
-from tfsparse import atomic, features
+from tfsparse import atomic
 from tfsparse.cli import UserError
-from tfsparse.datasets import Splits
+from tfsparse.datasets import Splits, features
 from tfsparse.paths import cache_dir
 
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -98,7 +98,8 @@ def _trim(audio: np.ndarray, threshold: float = 0.02) -> np.ndarray:
 
 def synthesise() -> dict[str, np.ndarray]:
     """Synthesises every utterance, resampled to 16 kHz and trimmed; caches the result."""
-    from tfsparse.datasets.espeak import SAMPLE_RATE as ESPEAK_RATE, Espeak, lowpass_resample
+    from tfsparse.datasets.espeak import SAMPLE_RATE as ESPEAK_RATE
+    from tfsparse.datasets.espeak import Espeak, lowpass_resample
 
     items = utterances()
     engine = Espeak.get()

@@ -4,7 +4,7 @@ Token ids -> Embedding -> average over the sequence -> Dense(ReLU) -> softmax.
 Almost all weights sit in the embedding table (vocab_size x embedding_dim), so
 that is the layer worth pruning: TF-MOT prunes `Embedding.embeddings` by
 magnitude. The converter would store the pruned table dense (GATHER is outside its
-sparsity pass); the export stage re-encodes it sparse (tfsparse.sparse_lookup). Padding
+sparsity pass); the export stage re-encodes it sparse (tfsparse.exporting.sparse_lookup). Padding
 (id 0) is averaged in like any word: a mask would not survive conversion as
 simply, and the classifier learns that the padding vector carries nothing.
 """

@@ -1,6 +1,6 @@
 """adb and the device: run adb commands, pick the device, check its ABI, start an emulator.
 
-How to reach a device, not what to run on it: `tfsparse.android_bench` decides that and
+How to reach a device, not what to run on it: `tfsparse.benchmarking.android` decides that and
 writes the report. A setup problem (no adb, no device, unauthorized, wrong ABI, an emulator
 that does not boot) is a `UserError` with one line saying what to do; an adb command that
 fails on a reachable device is `DeviceLost`, and the caller decides whether that fails one

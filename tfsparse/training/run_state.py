@@ -4,7 +4,7 @@ The trainer updates it at the end of every epoch (after the checkpoint), so a ru
 at any point resumes where it stopped; the pipeline reads it to know whether training is
 done. No TensorFlow here.
 
-    from tfsparse.run_state import RunState
+    from tfsparse.training.run_state import RunState
     state = RunState(Path("runs/mobilenet_v1"))
     state.finished("pruning"), state.epochs_done("dense")
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfsparse import atomic
+from tfsparse import atomic, run_folder
 
-STATE = "state.json"
+STATE = run_folder.STATE
 PHASES = ("dense", "pruning")
 
 

@@ -1,4 +1,4 @@
-"""Runs TFLite files with LiteRT and times them; the script `tfsparse.bench` starts.
+"""Runs TFLite files with LiteRT and times them; the script `tfsparse.benchmarking.bench` starts.
 
 It runs under qemu-user in the arm64 userland (or with the host Python for
 `--target host`), so it may import only the standard library, numpy and ai_edge_litert

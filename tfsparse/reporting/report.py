@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Sequence
 
 from tfsparse import atomic
+from tfsparse.benchmarking.bench import EMULATED, SAME_WEIGHTS, UNPRUNED
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.manifest import file_score, task_metric
-from tfsparse.bench import EMULATED, SAME_WEIGHTS, UNPRUNED
-from tfsparse.report_export import format_pct, format_score, format_size, metric_label
+from tfsparse.exporting.manifest import file_score, task_metric
+from tfsparse.reporting.export_table import format_pct, format_score, format_size, metric_label
+from tfsparse.run_folder import RunFolder
 
 PROG = "tfsparse.report"
 TARGETS = ("host", "arm64-emu")  # bench JSON files: bench/<target>.json
@@ -114,7 +115,7 @@ def task_summary(name: str, run_dir: Path, manifest: dict, metrics: dict, rows: 
     speedup over its dense twin (same weights)."""
     metric = task_metric(manifest, metrics.get("metric", "accuracy"))
     try:
-        data = tomllib.loads((run_dir / "config.toml").read_text()).get("data", {}).get("name")
+        data = tomllib.loads(RunFolder(run_dir).config.read_text()).get("data", {}).get("name")
     except (OSError, tomllib.TOMLDecodeError):
         data = None
     dense = next((r for r in rows if r["weights"] == "dense" and r["variant"] == "fp32"), None)
@@ -143,14 +144,15 @@ def task_summary(name: str, run_dir: Path, manifest: dict, metrics: dict, rows: 
 def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -> dict:
     """One pipeline run as a results.json point: a row per exported file plus the bench settings."""
     # Without the run (a bare export folder) the rows still have everything but the recipe's target.
-    metrics = _read_json(run_dir / "metrics.json", "training metrics") if (run_dir / "metrics.json").is_file() else {}
+    run = RunFolder(run_dir)
+    metrics = _read_json(run.metrics, "training metrics") if run.metrics.is_file() else {}
     manifest = _read_json(export_dir / "manifest.json", "export manifest")
     benches = {t: _read_json(bench_dir / f"{t}.json", f"{t} benchmark")
                for t in TARGETS if (bench_dir / f"{t}.json").is_file()}
     android = None
     if (bench_dir / ANDROID / "results.json").is_file():
         android = _android_rows(_read_json(bench_dir / ANDROID / "results.json", "android benchmark"))
-    left_dense = dense_layers(run_dir / "config.toml")
+    left_dense = dense_layers(run.config)
     sparsity = (manifest.get("sparsity") or {}).get("overall", metrics.get("overall_sparsity"))
     metric = task_metric(manifest, metrics.get("metric", "accuracy"))
     target = metrics.get("target_sparsity", (manifest.get("sparsity") or {}).get("target"))
@@ -331,7 +333,7 @@ def _ratio(value: float | None) -> str:
 def latency_columns(key: str, threads) -> list[tuple[str, str]]:
     """(header, latency field) of one target's columns. Under emulation only the ratio against
     the dense twin (same weights) is a speedup: there an instruction's cost can depend on the values
-    it computes with (software floating point), which a phone's does not (see tfsparse.bench)."""
+    it computes with (software floating point), which a phone's does not (see tfsparse.benchmarking.bench)."""
     cols = [(f"{key} ms ({threads} thread{'s' if threads != 1 else ''})", "median_ms"),
             (f"{key} vs same weights", "vs_twin")]
     if key not in EMULATED:
@@ -461,7 +463,7 @@ def tasks_table(tasks: list[dict]) -> str:
 def _fresh_points(folder: Path) -> tuple[dict, list[dict]]:
     """(the folder's results.json, its points re-collected from the stages' outputs)."""
     if not (folder / "results.json").is_file():
-        raise UserError(f"{folder}: no results.json (run python -m tfsparse.pipeline or tfsparse.sweep first)")
+        raise UserError(f"{folder}: no results.json (run python -m tfsparse.pipeline or tfsparse.pipeline.sweep first)")
     previous = _read_json(folder / "results.json", "results")
     points = []
     for p in previous.get("points", []):
@@ -499,11 +501,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in write(folder, previous.get("title", folder.name), points):
             print(path)
     return 0
-
-
-from tfsparse.api import callable_module  # noqa: E402
-
-callable_module(__name__)  # `tfsparse.report(...)` calls tfsparse.api.report; this module is its command
 
 
 if __name__ == "__main__":

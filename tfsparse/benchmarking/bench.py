@@ -2,10 +2,10 @@
 
 XNNPACK's sparse (SpMM) kernels never run on x86 CPUs with AVX, so on the host a sparse
 file is no faster than its dense twin. `--target arm64-emu` runs the aarch64 LiteRT wheel
-under qemu-user (provisioned once into the cache, see tfsparse.arm64): the same XNNPACK
+under qemu-user (provisioned once into the cache, see tfsparse.benchmarking.arm64): the same XNNPACK
 code a phone runs. Emulated milliseconds are not phone milliseconds.
 
-Baselines. Every sparse file is timed against its *dense twin* (tfsparse.twin: the same
+Baselines. Every sparse file is timed against its *dense twin* (tfsparse.tflite.twin: the same
 weights, zeros included, stored dense) in the same interleaved run: twin ms / sparse ms is
 what XNNPACK's sparse path gains on identical arithmetic ("vs same weights"). On the host
 (and on a phone, see android_bench) the ratio against the unpruned dense file is real too
@@ -44,9 +44,10 @@ from typing import Sequence
 
 import numpy as np
 
-from tfsparse import manifest
+from tfsparse import cli
 from tfsparse.atomic import write_json
 from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.exporting import manifest
 
 WORKER = Path(__file__).with_name("_arm64_worker.py")
 HOST_NOTE = ("host x86 CPU: XNNPACK disables its sparse path on CPUs with AVX, so sparse files "
@@ -182,7 +183,7 @@ def collect(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[Path, Path]]]
 def make_twins(files: list[Path], folder: Path) -> dict[Path, Path]:
     """{sparse file: its dense twin written into `folder`} for every file with a sparse tensor.
     A file the reader cannot parse gets no twin (its probe reports what is wrong with it)."""
-    from tfsparse.twin import twin_if_sparse
+    from tfsparse.tflite.twin import twin_if_sparse
 
     twins = {}
     for i, path in enumerate(files):
@@ -380,8 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", metavar="FILES|EXPORT_DIR")
     parser.add_argument("--target", choices=("host", "arm64-emu"), default="arm64-emu")
     parser.add_argument("--litert-version", help="ai-edge-litert version to run on arm64-emu (default: the host's)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, action=cli.at_least(1), help="LiteRT threads (default 1)")
+    cli.add_runs(parser, 10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="seconds one model may take to load and run once (default 180)")
@@ -396,16 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--qemu", metavar="PATH", help="your own qemu-aarch64 (>= 8)")
     parser.add_argument("--arm64-root", metavar="PATH", help="your own arm64 Debian 12 userland with python3.11")
     args = parser.parse_args(argv)
-    for name in ("threads", "runs"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0 or args.timeout <= 0:
         raise UserError(f"--warmup must be >= 0 and --timeout > 0, got {args.warmup} and {args.timeout:g}")
     files, pairs = collect(args.inputs)
     if args.keep_twins:
         Path(args.keep_twins).mkdir(parents=True, exist_ok=True)
 
-    from tfsparse import arm64  # no TensorFlow either way
+    from tfsparse.benchmarking import arm64  # no TensorFlow either way
     if args.target == "host":
         if args.qemu or args.arm64_root or args.cpu:
             raise UserError("--qemu/--arm64-root/--cpu apply to --target arm64-emu only")
@@ -426,11 +424,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         write_json(args.json, rep)
     return 0
-
-
-from tfsparse.api import callable_module  # noqa: E402
-
-callable_module(__name__)  # `tfsparse.bench(...)` calls tfsparse.api.bench; this module is its command
 
 
 if __name__ == "__main__":

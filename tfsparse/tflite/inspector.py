@@ -7,7 +7,7 @@
 Prints operators, a tensor summary, every sparse tensor's encoding (dimension formats,
 block map, index width, stored values, zero fraction of the densified tensor, and the block
 structure of its zeros), raw and gzip sizes, metadata (ours: labels, normalisation,
-sparsity figures) and the XNNPACK analysis (`tfsparse.xnnpack`): each channel-first
+sparsity figures) and the XNNPACK analysis (`tfsparse.tflite.xnnpack`): each channel-first
 cluster, its 1x1 zero fraction, the verdict and every reason. No TensorFlow needed.
 
 Library use (the export stage fills its manifest from it):
@@ -27,9 +27,9 @@ from typing import Sequence
 
 import numpy as np
 
-from tfsparse import xnnpack
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.flatbuffer import Model, Subgraph, Tensor, metadata_text, parse
+from tfsparse.tflite import xnnpack
+from tfsparse.tflite.flatbuffer import Model, Subgraph, Tensor, metadata_text, parse
 
 PROG = "tfsparse.inspect"
 
@@ -213,7 +213,7 @@ def format_report(r: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
     parser.add_argument("file", help=".tflite file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--target", default="arm64", choices=xnnpack.TARGETS,
@@ -222,11 +222,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = inspect_file(args.file, args.target)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
-
-
-from tfsparse.api import callable_module  # noqa: E402
-
-callable_module(__name__)  # `tfsparse.inspect(...)` calls tfsparse.api.inspect; this module is its command
 
 
 if __name__ == "__main__":

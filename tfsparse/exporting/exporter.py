@@ -19,9 +19,9 @@ trained with `--out`):
   stored fp16); `int8-dynamic` (int8 weights, float activations); `int8` (full-integer,
   calibrated on `[export] representative_examples` training images, `TFLITE_BUILTINS_INT8`).
   Lookup tables (an `Embedding`'s GATHER) are not covered by the converter's pass;
-  `tfsparse.sparse_lookup` stores the pruned ones sparse behind a DENSIFY op as well
+  `tfsparse.exporting.sparse_lookup` stores the pruned ones sparse behind a DENSIFY op as well
   (float variants), and the manifest lists them under `lookup_tables`.
-- `manifest.json` (schema in `tfsparse.manifest`): per file sizes, the ratio to the dense
+- `manifest.json` (schema in `tfsparse.exporting.manifest`): per file sizes, the ratio to the dense
   baseline, sparse tensor / DENSIFY counts, LiteRT test-split `score` in the recipe's
   `[train] metric` (`accuracy` too when that metric is accuracy, else null), parity with
   Keras (`top1_agreement` null for a regression), `extra` (the data set's own metrics of
@@ -43,7 +43,7 @@ Decisions an app developer should know:
 - Labels, input normalisation, shapes and layout, sparsity figures (of the pruned kernels,
   embedding tables included), recipe, variant and
   tfsparse version are stored in the file's metadata under the name "tfsparse"
-  (`tfsparse.tflite_metadata.read`, or `python -m tfsparse.inspect FILE`).
+  (`tfsparse.tflite.metadata.read`, or `python -m tfsparse.inspect FILE`).
 - Every file is loaded and run with LiteRT's default delegate (XNNPACK) before it is kept.
   One that fails (int8 dynamic-range + sparse does on LiteRT 2.3.0) is moved aside into
   `failed/`, recorded with `"runs": false` and the runtime's message, reported on stderr,
@@ -62,7 +62,6 @@ Decisions an app developer should know:
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import sys
@@ -74,8 +73,9 @@ import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.errors import one_line
-from tfsparse.manifest import MANIFEST_NAME
+from tfsparse.exporting.manifest import MANIFEST_NAME
 from tfsparse.recipe import EXPORT_VARIANTS, INT8_WEIGHTS, Recipe, load_recipe
+from tfsparse.run_folder import RunFolder
 from tfsparse.stderr import captured_stderr
 
 PROG = "tfsparse.export"
@@ -146,13 +146,12 @@ def parse_variants(text: str | None, recipe: Recipe) -> list[str]:
 
 def _recipe_of_run(run_dir: Path) -> tuple[Recipe, str]:
     """The run's resolved recipe and the path of the recipe it was resolved from."""
-    config = run_dir / "config.toml"
+    run = RunFolder(run_dir)
+    config = run.config
     if not config.is_file():
         raise UserError(f"{run_dir}: no config.toml (not a run folder written by python -m tfsparse.train)")
     recipe = load_recipe(config)
-    first = config.read_text().splitlines()[:1]
-    # train.py writes "# resolved recipe of <path>" as the first line.
-    origin = first[0].removeprefix("# resolved recipe of ").strip() if first and first[0].startswith("#") else ""
+    origin = run.origin()
     recipe.name = Path(origin).stem if origin else run_dir.name
     return recipe, origin or str(config)
 
@@ -172,23 +171,18 @@ def resolve_source(path: str, recipe_path: str | Recipe | None) -> Source:
     if not p.exists():
         raise UserError(f"{path}: no such run folder or model file")
     if p.is_dir():
-        if not (p / "sparse.keras").is_file():
+        run = RunFolder(p)
+        if not run.sparse_model.is_file():
             raise UserError(f"{path}: no sparse.keras in this folder (has the run finished? "
                             f"python -m tfsparse.train writes it at the end)")
-        if not (p / "dense.keras").is_file():
+        if not run.dense_model.is_file():
             raise UserError(f"{path}: no dense.keras in this folder")
         if recipe_path:
             recipe, origin = _given_recipe(recipe_path)
         else:
             recipe, origin = _recipe_of_run(p)
-        pruned = None
-        if (p / "metrics.json").is_file():
-            try:
-                pruned = list(json.loads((p / "metrics.json").read_text()).get("layer_sparsity", {})) or None
-            except ValueError:
-                pruned = None
-        # abspath, not resolve: a symlinked runs/<name> -> runs/<name>_try2 exports as <name>.
-        return Source(Path(os.path.abspath(p)).name, recipe, origin, p / "sparse.keras", p / "dense.keras", pruned)
+        pruned = list(run.read_metrics().get("layer_sparsity", {})) or None
+        return Source(run.name, recipe, origin, run.sparse_model, run.dense_model, pruned)
     if p.suffix not in (".keras", ".h5"):
         raise UserError(f"{path}: expected a run folder or a .keras/.h5 model")
     if not recipe_path:
@@ -214,7 +208,7 @@ INPUT_NAMES = {"tokens": "tokens", "one_hot_state": "state", "log_mel": "log_mel
 
 def metric_score(metric: str | None, out, y) -> float | None:
     """`[train] metric` of model outputs `out` against targets `y`, as Keras computes it in
-    `tfsparse.trainer.Trainer.score`: top-1 accuracy (labels), or mean squared / absolute error."""
+    `tfsparse.training.trainer.Trainer.score`: top-1 accuracy (labels), or mean squared / absolute error."""
     import numpy as np
 
     if metric is None:
@@ -239,7 +233,7 @@ class Exporter:
         import numpy as np
         import tensorflow as tf
 
-        from tfsparse.trainer import scaled
+        from tfsparse.training.trainer import scaled
 
         tf.get_logger().setLevel("ERROR")
         self.np, self.tf, self.scaled = np, tf, scaled
@@ -277,7 +271,7 @@ class Exporter:
                                    self.dense.predict(self.x_test, batch_size=EVAL_BATCH, verbose=0))
 
     def model_input(self, x):
-        """Stored examples -> model input, exactly as `tfsparse.trainer.batches` feeds them."""
+        """Stored examples -> model input, exactly as `tfsparse.training.trainer.batches` feeds them."""
         return self.np.asarray(self.scaled(self.np.asarray(x), self.splits.preprocessing)).astype(self.input_dtype)
 
     def load_model(self, path):
@@ -330,8 +324,8 @@ class Exporter:
     # -- conversion
     def convert(self, model, variant: str, sparse: bool) -> bytes:
         """One TFLite flatbuffer with the `serving_default` signature input -> output
-        (`tfsparse.converter.convert`, the conversion every tfsparse file goes through)."""
-        from tfsparse.converter import convert
+        (`tfsparse.exporting.converter.convert`, the conversion every tfsparse file goes through)."""
+        from tfsparse.exporting.converter import convert
 
         return convert(model, variant, sparse=sparse, input_names=self.input_name, output_name=self.output_name,
                        input_dtype=self.input_dtype, int8_weights=self.int8_weights,
@@ -440,7 +434,7 @@ class Exporter:
         `prunable_kernel` is the weight TF-MOT prunes (kernel, depthwise kernel or embeddings),
         so a text model's embedding table counts.
         """
-        from tfsparse.pruning import prunable_kernel
+        from tfsparse.pruning.magnitude import prunable_kernel
 
         np = self.np
         layers = {}
@@ -505,9 +499,10 @@ def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str
     file is still run and compared with Keras on seeded random inputs. `log` gets one line
     per file (None: silent).
     """
-    from tfsparse import datasets, tflite_metadata
-    from tfsparse.inspect import inspect_bytes, manifest_summary
-    from tfsparse.sparse_lookup import sparsify_lookup_tables
+    from tfsparse import datasets
+    from tfsparse.exporting.sparse_lookup import sparsify_lookup_tables
+    from tfsparse.tflite import metadata as tflite_metadata
+    from tfsparse.tflite.inspector import inspect_bytes, manifest_summary
 
     # TensorFlow's start-up writes oneDNN/CUDA-probe lines to fd 2 even at TF_CPP_MIN_LOG_LEVEL=2.
     if not data and "int8" in variants:
@@ -564,7 +559,7 @@ def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table:
-        from tfsparse import report_export
+        from tfsparse.reporting import export_table as report_export
 
         return report_export.main([args.source])
     source = resolve_source(args.source, args.recipe)
@@ -579,11 +574,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {len(manifest['files'])} files and {MANIFEST_NAME} to {out_dir}"
           + (f"; {len(failed)} failed to run (kept in {out_dir / FAILED_DIR}, not for shipping)" if failed else ""))
     return 1 if failed else 0
-
-
-from tfsparse.api import callable_module  # noqa: E402
-
-callable_module(__name__)  # `tfsparse.export(...)` calls tfsparse.api.export; this module is its command
 
 
 if __name__ == "__main__":

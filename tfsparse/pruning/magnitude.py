@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
+
 # The wrapper class is not exported by tfmot's public API; tfmot is pinned to 0.8.1.
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
-from tfsparse import block_pruning
 from tfsparse.cli import UserError
+from tfsparse.pruning import block as block_pruning
 
 sparsity = tfmot.sparsity.keras
 layers = tf.keras.layers

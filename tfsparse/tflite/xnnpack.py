@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfsparse.flatbuffer import Model, Subgraph
+from tfsparse.tflite.flatbuffer import Model, Subgraph
 
 TARGETS = ("arm64", "x86-avx")
 

@@ -22,7 +22,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from tfsparse.cli import UserError
-from tfsparse.flatbuffer import parse
+from tfsparse.tflite.flatbuffer import parse
 
 NAME = "tfsparse"
 FILE_IDENTIFIER = b"TFL3"

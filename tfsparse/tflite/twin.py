@@ -18,7 +18,7 @@ file without a sparse tensor comes back unchanged.
 Needs only numpy and flatbuffers (the generated schema in `ai_edge_litert`), no TensorFlow,
 so `android_bench` can make twins too. Example::
 
-    from tfsparse.twin import dense_twin
+    from tfsparse.tflite.twin import dense_twin
     twin = dense_twin(open("model.sparse.fp32.tflite", "rb").read())
 
     python -m tfsparse.twin export/mobilenet_v1/mobilenet_v1.sparse.fp32.tflite twin.tflite
@@ -32,8 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tfsparse import flatbuffer
 from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.tflite import flatbuffer
 
 IDENTIFIER = b"TFL3"
 
@@ -179,11 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     twin_file(args.sparse, args.out)
     print(args.out)
     return 0
-
-
-from tfsparse.api import callable_module  # noqa: E402
-
-callable_module(__name__)  # `tfsparse.twin(...)` calls tfsparse.api.twin; this module is its command
 
 
 if __name__ == "__main__":

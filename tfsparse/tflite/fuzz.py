@@ -82,8 +82,7 @@ def standard_bases() -> dict[str, bytes]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # `tests.graphs` from a source checkout
     from tests.graphs import build_tflite
-
-    from tfsparse import tflite_metadata
+    from tfsparse.tflite import metadata as tflite_metadata
 
     return {"fp32": build_tflite("mobilenet"), "fp16": build_tflite("mobilenet_fp16"), "int8": build_tflite("int8"),
             "metadata": tflite_metadata.embed(build_tflite("squeeze_excite"), {"labels": ["a", "b"]})}
@@ -104,7 +103,7 @@ def run(bases: dict[str, bytes], count: int, seed: int = DEFAULT_SEED, timeout: 
     The hang timer is SIGALRM, so this must run in the main thread; it interrupts Python code
     (the reader and analysis are pure Python), which is where a malformed offset could loop.
     """
-    from tfsparse.inspect import inspect_bytes
+    from tfsparse.tflite.inspector import inspect_bytes
 
     per_base = {name: {"cases": 0, "report": 0, "error": 0, "crash": 0, "hang": 0} for name in bases}
     failures: list[dict] = []

@@ -29,8 +29,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tfsparse import pipeline, report
+from tfsparse import cli
 from tfsparse.cli import ArgumentParser, UserError, run_main
+from tfsparse.pipeline import runner as pipeline
+from tfsparse.reporting import report
+from tfsparse.run_folder import RunFolder
 
 PROG = "tfsparse.sweep"
 LOG_NAME = "sweep.log.jsonl"
@@ -76,11 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("recipe", help="recipe TOML, e.g. models/mobilenet_v1.toml")
     parser.add_argument("--sparsity", required=True, help="comma-separated pruning targets, e.g. 0.5,0.75,0.9,0.95")
     parser.add_argument("--out", help="sweep folder (default: reports/<recipe>-sweep)")
-    parser.add_argument("--quick", action="store_true", help="smoke size for every point (see tfsparse.pipeline)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a recipe value for every point (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="smoke size for every point (see tfsparse.pipeline.runner)")
+    cli.add_overrides(parser, "override a recipe value for every point (repeatable)")
     parser.add_argument("--skip-arm64", action="store_true", help="no emulated arm64 benchmark")
-    parser.add_argument("--runs", type=int, help="timed runs per model in each benchmark")
+    cli.add_runs(parser, None, "timed runs per model in each benchmark (default 10, --quick 3)")
     parser.add_argument("--arm64-variants", metavar="LIST", help="sparse variants timed under arm64 emulation")
     args = parser.parse_args(argv)
     if not Path(args.recipe).is_file():
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     names = [point_name(stem, s) for s in sparsities]
     # The first point trains the dense model; the others prune its dense.keras.
-    shared_dense = out / "points" / names[0] / "runs" / names[0] / "dense.keras"
+    shared_dense = RunFolder(out / "points" / names[0] / "runs" / names[0]).dense_model
     points = []
     for i, (sparsity, name) in enumerate(zip(sparsities, names)):
         point_dir = out / "points" / name

@@ -26,7 +26,7 @@ _NUMPY_OF_TFLITE_TYPE = {0: np.float32, 1: np.float16}  # FLOAT32, FLOAT16 (int8
 
 
 def _schema():
-    # TensorFlow's generated schema (object API); imported late so that `tfsparse.inspect`
+    # TensorFlow's generated schema (object API); imported late so that `tfsparse.tflite.inspector`
     # and friends keep working without TensorFlow.
     from tensorflow.lite.python import schema_py_generated as fb
     from tensorflow.lite.tools import flatbuffer_utils

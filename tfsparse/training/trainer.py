@@ -20,9 +20,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from tfsparse import atomic, pruning
+from tfsparse import atomic, run_folder
 from tfsparse.cli import UserError
-from tfsparse.progress import EpochProgress
+from tfsparse.pruning import magnitude as pruning
+from tfsparse.run_folder import RunFolder
+from tfsparse.training.progress import EpochProgress
 from tfsparse.zoo import create_model
 
 keras = tf.keras
@@ -79,7 +81,8 @@ class Trainer:
     def __init__(self, recipe, splits, run_dir: Path, strategy, epochs_cap: int | None = None, verbose: bool = True):
         self.recipe, self.splits, self.run_dir = recipe, splits, Path(run_dir)
         self.strategy, self.epochs_cap, self.verbose = strategy, epochs_cap, verbose
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.run = RunFolder(self.run_dir)
+        self.ckpt_dir = self.run.checkpoints
 
     # ---- set-up -----------------------------------------------------------------
     def build_model(self):
@@ -148,18 +151,18 @@ class Trainer:
             print(f"[{phase}] epochs {initial + 1}..{epochs} of {epochs}, "
                   f"{len(self.splits.x_train)} examples, {self.steps_per_epoch()} steps/epoch", flush=True)
             ckpt = EpochCheckpoint(self.ckpt_dir / f"{phase}.keras", state, phase)
-            # One line per epoch of our own (tfsparse.progress) instead of Keras' bar.
+            # One line per epoch of our own (tfsparse.training.progress) instead of Keras' bar.
             progress = [EpochProgress(phase, epochs)] if self.verbose else []
             model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial,
                       callbacks=[*callbacks, ckpt, *progress], verbose=0)
 
     # ---- phases -----------------------------------------------------------------
     def dense_phase(self, state, from_model: str | None):
-        dense_path = self.run_dir / "dense.keras"
+        dense_path = self.run.dense_model
         if state.finished("dense"):
             return
         epochs = 0 if from_model else self.epochs(self.recipe.train.dense_epochs)
-        ckpt = self.ckpt_dir / "dense.keras"
+        ckpt = self.ckpt_dir / run_folder.DENSE_MODEL
         with self.strategy.scope():
             if ckpt.exists():
                 model = keras.models.load_model(ckpt)
@@ -167,7 +170,7 @@ class Trainer:
                 model = self.load_user_model(from_model) if from_model else self.build_model()
                 # A --from model is compiled too: evaluation needs the loss and metric.
                 self.compile(model, self.recipe.train.learning_rate, epochs * self.steps_per_epoch())
-        tensorboard = keras.callbacks.TensorBoard(str(self.run_dir / "logs" / "dense"))
+        tensorboard = keras.callbacks.TensorBoard(str(self.run.logs("dense")))
         self.fit(model, "dense", epochs, state, [tensorboard])
         save_for_inference(model, dense_path)
         score = self.score(model)
@@ -187,7 +190,7 @@ class Trainer:
                     model = keras.models.load_model(ckpt)
                 schedule_info = state.data["schedule"]
             else:
-                dense = keras.models.load_model(self.run_dir / "dense.keras", compile=False)
+                dense = keras.models.load_model(self.run.dense_model, compile=False)
                 if one_shot:
                     schedule, schedule_info = self.one_shot(dense, one_shot)
                 else:
@@ -201,11 +204,11 @@ class Trainer:
                 state.save()
         print(f"[pruning] schedule {schedule_info}", flush=True)
         callbacks = [tfmot.sparsity.keras.UpdatePruningStep(),
-                     tfmot.sparsity.keras.PruningSummaries(log_dir=str(self.run_dir / "logs" / "pruning"))]
+                     tfmot.sparsity.keras.PruningSummaries(log_dir=str(self.run.logs("pruning")))]
         self.fit(model, "pruning", epochs, state, callbacks)
         stripped = pruning.strip(model)
         stripped.compile(loss=self.recipe.train.loss, metrics=[self.recipe.train.metric])
-        save_for_inference(stripped, self.run_dir / "sparse.keras")
+        save_for_inference(stripped, self.run.sparse_model)
         state.mark_finished("pruning", sparse_score=self.score(stripped), sparse_extra=self.extra_metrics(stripped))
 
     def one_shot(self, dense, method: str):
@@ -230,12 +233,12 @@ class Trainer:
         self.dense_phase(state, from_model)
         self.pruning_phase(state, one_shot)
         metrics = self.metrics(state)
-        atomic.write_json(self.run_dir / "metrics.json", metrics)
+        atomic.write_json(self.run.metrics, metrics)
         return metrics
 
     def metrics(self, state) -> dict:
         """`metrics.json` (keys described in tfsparse/train.py), incl. `strategy` and `replicas`."""
-        sparse = keras.models.load_model(self.run_dir / "sparse.keras", compile=False)
+        sparse = keras.models.load_model(self.run.sparse_model, compile=False)
         names = state.data["pruned_layers"]
         seconds = state.data["seconds"]
         total = sum(int(np.prod(w.shape)) for w in sparse.weights)

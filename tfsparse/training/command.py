@@ -29,10 +29,11 @@ import sys
 from pathlib import Path
 
 import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tfsparse import atomic
+from tfsparse import atomic, cli, run_folder
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.recipe import Recipe, load_recipe
-from tfsparse.run_state import PHASES, STATE, RunState  # noqa: F401  (PHASES: this module's API before)
+from tfsparse.run_folder import RunFolder
+from tfsparse.training.run_state import PHASES, STATE, RunState  # noqa: F401  (PHASES: this module's API before)
 
 RUN_OPTIONS = ("epochs", "max_train_examples", "from_model", "one_shot")  # kept for --resume
 
@@ -41,22 +42,18 @@ def parse_args(argv):
     parser = ArgumentParser(prog="python -m tfsparse.train", description=__doc__.splitlines()[0])
     parser.add_argument("recipe", help="recipe TOML, e.g. models/mobilenet_v1.toml")
     parser.add_argument("--out", help="run folder (default: runs/<recipe name>)")
-    parser.add_argument("--epochs", type=int, help="cap every phase (dense, pruning, fine-tune) at N epochs")
-    parser.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
+    parser.add_argument("--epochs", type=int, action=cli.at_least(1),
+                        help="cap every phase (dense, pruning, fine-tune) at N epochs")
+    parser.add_argument("--max-train-examples", type=int, action=cli.at_least(1),
+                        help="use only the first N training examples")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--from", dest="from_model", help="start from this trained dense .keras/.h5 model")
     parser.add_argument("--one-shot", choices=("magnitude", "random"),
                         help="prune in one step to final_sparsity, then fine-tune [train] finetune_epochs")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"), default="default")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a recipe value (repeatable)")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
-    args = parser.parse_args(argv)
-    for name in ("epochs", "max_train_examples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    return args
+    cli.add_overrides(parser)
+    cli.add_quiet(parser)
+    return parser.parse_args(argv)
 
 
 def make_strategy(name: str):
@@ -103,7 +100,7 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
             raise UserError(f"--resume: no run to resume in {run_dir} (no {STATE})")
         # The run continues as it was started: same resolved recipe, same options.
         name = recipe.name if isinstance(recipe, Recipe) else Path(recipe).stem
-        recipe = load_recipe(run_dir / "config.toml", overrides)
+        recipe = load_recipe(RunFolder(run_dir).config, overrides)
         recipe.name = name
         saved = json.loads((run_dir / STATE).read_text()).get("options", {})
         for key in RUN_OPTIONS:
@@ -128,7 +125,7 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     # Everything below imports TensorFlow; all input checks that need it (data
     # present, model buildable, policy accepts it) still run before any output.
     from tfsparse import datasets
-    from tfsparse.trainer import Trainer
+    from tfsparse.training.trainer import Trainer
 
     splits = datasets.load(recipe.data, recipe.model.args, options["max_train_examples"])
     trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose)
@@ -136,7 +133,7 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        atomic.write_text(run_dir / "config.toml", f"# resolved recipe of {recipe_path}\n" + recipe.to_toml())
+        atomic.write_text(RunFolder(run_dir).config, f"{run_folder.ORIGIN_PREFIX}{recipe_path}\n" + recipe.to_toml())
     state = RunState(run_dir)
     state.data["options"] = options
     state.save()
@@ -153,11 +150,6 @@ def main(argv=None):
           f"{metrics['sparse_score']:.4f}  "
           f"sparsity {metrics['overall_sparsity']:.4f} over {len(metrics['layer_sparsity'])} layers  -> {run_dir}")
     return 0
-
-
-from tfsparse.api import callable_module  # noqa: E402
-
-callable_module(__name__)  # `tfsparse.train(...)` calls tfsparse.api.train; this module is its command
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     python -m tfsparse.model_card reports/mobilenet_v1/export/mobilenet_v1 --bench reports/mobilenet_v1/bench
 
 Built from what the export and bench stages wrote (no TensorFlow): the manifest
-(`tfsparse.manifest`), the "tfsparse" metadata inside the files (`tfsparse.tflite_metadata`:
+(`tfsparse.exporting.manifest`), the "tfsparse" metadata inside the files (`tfsparse.tflite.metadata`:
 labels, input shape and normalisation) and the bench JSON of each target found in `--bench`
 (`host.json`, `arm64-emu.json`, `android/results.json`). It states the input spec and
 preprocessing, labels, accuracy, sparsity, sizes, the latency table, the SHA-256 of every
@@ -19,9 +19,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tfsparse import atomic, manifest as manifest_io, report, tflite_metadata
+from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.report_export import format_pct, format_score, format_size, metric_label
+from tfsparse.exporting import manifest as manifest_io
+from tfsparse.reporting import report
+from tfsparse.reporting.export_table import format_pct, format_score, format_size, metric_label
+from tfsparse.tflite import metadata as tflite_metadata
 
 PROG = "tfsparse.model_card"
 CARD_NAME = "README.md"
@@ -153,7 +156,7 @@ def _preprocessing(norm: dict, inp: dict) -> str:
 
 
 def report_table(manifest: dict) -> str:
-    from tfsparse.report_export import table
+    from tfsparse.reporting.export_table import table
 
     return table(manifest).rstrip()
 

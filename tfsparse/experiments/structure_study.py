@@ -10,7 +10,7 @@ For each pattern (`unstructured`, `block2` = blocks of 2 output channels, `block
 pipeline: `python -m tfsparse.train` (the dense phase once; every other run starts
 `--from` that dense model, so all share one baseline), `python -m tfsparse.export`
 (fp32; LiteRT accuracy, inspector verdict), then times every sparse file against the
-one dense baseline in a single interleaved arm64-emu run (`tfsparse.bench`).
+one dense baseline in a single interleaved arm64-emu run (`tfsparse.benchmarking.bench`).
 
 The input size changes no weight of these fully convolutional models (global average
 pooling then Dense), so `--bench-sizes` can also time each trained model rebuilt at a
@@ -28,16 +28,16 @@ against the dense twin; no training, no data.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from tfsparse import atomic, manifest
+from tfsparse import atomic, cli
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.converter import convert as convert_model
+from tfsparse.exporting import manifest
+from tfsparse.exporting.converter import convert as convert_model
 
 PATTERNS = {
     "unstructured": [],
@@ -61,9 +61,8 @@ def parse_args(argv):
     parser.add_argument("--max-train-examples", type=int, default=8192)
     parser.add_argument("--bench-sizes", default="", help="extra input sizes to time the trained weights at, e.g. 96")
     parser.add_argument("--target", choices=("arm64-emu", "host"), default="arm64-emu")
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="recipe override applied to every run (repeatable)")
+    cli.add_runs(parser, 10)
+    cli.add_overrides(parser, "recipe override applied to every run (repeatable)")
     args = parser.parse_args(argv)
     if not args.recipe and not args.micro:
         parser.error("a recipe is required (or --micro)")
@@ -94,29 +93,40 @@ def plan(patterns: list[str], sparsities: list[float]) -> list[dict]:
     return runs
 
 
-def _run(cmd: list[str], log: Path) -> None:
-    print("$ " + " ".join(cmd), flush=True)
+def _run(command: str, args: list[str], log: Path) -> None:
+    """Runs the stage `tfsparse <command> args` in this process (as the pipeline does), its
+    output going to `log`."""
+    import contextlib
+
+    from tfsparse.errors import TfsparseError, one_line
+    from tfsparse.pipeline.runner import run_stage
+
+    print(f"$ tfsparse {command} " + " ".join(args), flush=True)
     start = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
+    with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        try:
+            rc = run_stage(command, args)
+        except TfsparseError as e:
+            print(f"error: {one_line(e)}", file=f)
+            rc = 2
+    if rc != 0:
         tail = log.read_text().strip().splitlines()[-3:]
-        raise UserError(f"{cmd[2]} failed (exit {proc.returncode}, log {log}): {' | '.join(tail)}")
+        raise UserError(f"{command} failed (exit {rc}, log {log}): {' | '.join(tail)}")
     print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def train_and_export(args, run: dict, out: Path, dense_from: Path | None) -> dict:
     run_dir, export_dir = out / "runs" / run["name"], out / "export" / run["name"]
     if not (run_dir / "metrics.json").exists():
-        cmd = [sys.executable, "-m", "tfsparse.train", args.recipe, "--out", str(run_dir), "--quiet",
+        cmd = [args.recipe, "--out", str(run_dir), "--quiet",
                "--epochs", str(args.epochs), "--max-train-examples", str(args.max_train_examples)]
         cmd += ["--resume"] if (run_dir / "state.json").exists() else []
         cmd += ["--from", str(dense_from)] if dense_from else []
         for s in [*args.set, *run["set"]]:
             cmd += ["--set", s]
-        _run(cmd, out / "logs" / f"train_{run['name']}.log")
+        _run("train", cmd, out / "logs" / f"train_{run['name']}.log")
     if not (export_dir / manifest.MANIFEST_NAME).exists():
-        _run([sys.executable, "-m", "tfsparse.export", str(run_dir), "--variants", "fp32", "--out", str(export_dir)],
+        _run("export", [str(run_dir), "--variants", "fp32", "--out", str(export_dir)],
              out / "logs" / f"export_{run['name']}.log")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     man = manifest.load(export_dir)
@@ -138,8 +148,8 @@ def structure(row: dict) -> dict:
     """
     import numpy as np
 
-    from tfsparse.block_pruning import block_fill
-    from tfsparse.inspect import inspect_file
+    from tfsparse.pruning.block import block_fill
+    from tfsparse.tflite.inspector import inspect_file
 
     report = inspect_file(row["sparse_file"])
     blocks = Counter(t["block_structure"]["output_channel_block"] for t in report["sparse_tensors"])
@@ -185,9 +195,10 @@ def twins(rows: list[dict], recipe, size: int, out: Path) -> tuple[Path, list[Pa
 
 
 def bench(args, dense: Path, sparse: list[Path]) -> dict:
-    """One interleaved run: the dense baseline, every sparse file and (made by tfsparse.bench) each
+    """One interleaved run: the dense baseline, every sparse file and (made by tfsparse.benchmarking.bench) each
     sparse file's dense twin; the speedup of a sparse file is over its twin (same weights)."""
-    from tfsparse import arm64, bench as bench_mod
+    from tfsparse.benchmarking import arm64
+    from tfsparse.benchmarking import bench as bench_mod
 
     if args.target == "host":
         runner, version = bench_mod.host_runner(), arm64.host_litert_version()
@@ -202,8 +213,8 @@ def bench(args, dense: Path, sparse: list[Path]) -> dict:
 
 def _pair(rep: dict, sparse: str) -> tuple[float | None, float | None, float | None]:
     """(dense twin ms, sparse ms, speedup over the twin) of one sparse file. Under emulation only the
-    twin is a fair baseline: see tfsparse.bench."""
-    from tfsparse.bench import SAME_WEIGHTS
+    twin is a fair baseline: see tfsparse.benchmarking.bench."""
+    from tfsparse.benchmarking.bench import SAME_WEIGHTS
 
     by_path = {r["path"]: r for r in rep["results"]}
     pair = next(p for p in rep["pairs"] if p["sparse"] == sparse and p["baseline_kind"] == SAME_WEIGHTS)

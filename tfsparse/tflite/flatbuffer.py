@@ -385,7 +385,7 @@ def densify(values: np.ndarray, shape: list[int], enc: SparseEncoding, name: str
 
     # Paths only multiply through DENSE levels, and each must end up addressing a stored value
     # or a segment of a later CSR level: more is a corrupt size, rejected before numpy builds
-    # arrays for it (up to MAX_DENSE_ELEMENTS took seconds and GBs; found by tfsparse.fuzz).
+    # arrays for it (up to MAX_DENSE_ELEMENTS took seconds and GBs; found by tfsparse.tflite.fuzz).
     limit = max([values.size] + [enc.segments[lv].size for lv in range(levels) if enc.dim_formats[lv] != "DENSE"])
     prev = np.zeros(1, dtype=np.int64)  # position of each partial path in its parent level
     coords: list[np.ndarray] = []       # coordinate per level, one entry per partial path

@@ -11,14 +11,14 @@ Without `--out`, the training run goes to `runs/<name>/`, the files to ship to
 `reports/<name>/`:
 
     bench/host.json, bench/arm64-emu.json, bench/android/   (python -m tfsparse.bench, android_bench)
-    report.md, results.csv, results.json, *_vs_sparsity.png (tfsparse.report)
+    report.md, results.csv, results.json, *_vs_sparsity.png (tfsparse.reporting.report)
     pipeline.json       what each stage did and how long it took
 
 With `--out DIR` everything (also `runs/<name>/` and `export/<name>/`) goes under DIR.
 
 `<name>` is the recipe's file name (`--name` to change it; the sweep uses `<recipe>-sp90`).
-Each stage runs as its own command-line program with this Python, and the pipeline is
-resumable: run the same command again after Ctrl-C or a crash. A stage whose outputs exist
+Each stage runs in this process through its command's own `main` (what `tfsparse <stage>`
+runs), and the pipeline is resumable: run the same command again after Ctrl-C or a crash. A stage whose outputs exist
 and are newer than its inputs is skipped; an unfinished training run continues with
 `--resume` (and then keeps the options it was started with). The report and the model
 card are always regenerated (they read only JSON).
@@ -42,13 +42,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tfsparse import atomic
+from tfsparse import atomic, cli
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.manifest import MANIFEST_NAME
+from tfsparse.exporting.manifest import MANIFEST_NAME
+from tfsparse.run_folder import RunFolder
 
 PROG = "tfsparse.pipeline"
 STATE_NAME = "pipeline.json"
-ROOT = Path(__file__).resolve().parent.parent
 QUICK_TRAIN = ["--epochs", "1", "--max-train-examples", "1024"]
 QUICK_EXPORT = ["--variants", "fp32"]
 QUICK_BENCH = {"runs": 3, "warmup": 1}
@@ -66,21 +66,18 @@ def parse_args(argv):
     parser.add_argument("--out", help="output folder (default: reports/<recipe name>)")
     parser.add_argument("--name", help="run/export name (default: the recipe's file name)")
     parser.add_argument("--quick", action="store_true", help="smoke size: 1 epoch on 1024 images, fp32 only, 3 runs")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a recipe value (repeatable), passed to training")
+    cli.add_overrides(parser, "override a recipe value (repeatable), passed to training")
     parser.add_argument("--from", dest="from_model", metavar="DENSE.keras",
                         help="skip dense training: prune this trained dense model (the sweep shares one this way)")
     parser.add_argument("--skip-arm64", action="store_true", help="no emulated arm64 benchmark")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch training lines")
-    parser.add_argument("--runs", type=int, help="timed runs per model in each benchmark (default 10, --quick 3)")
+    cli.add_quiet(parser)
+    cli.add_runs(parser, None, "timed runs per model in each benchmark (default 10, --quick 3)")
     parser.add_argument("--arm64-variants", metavar="LIST",
                         help="sparse variants timed under arm64 emulation, with the dense baseline "
                              "(default: every exported file; --quick: fp32)")
     args = parser.parse_args(argv)
     if not Path(args.recipe).is_file():
         parser.error(f"no such recipe file: {args.recipe}")
-    if args.runs is not None and args.runs < 1:
-        parser.error(f"--runs must be >= 1, got {args.runs}")
     if args.from_model and not Path(args.from_model).is_file():
         parser.error(f"--from: no such model file: {args.from_model}")
     return args
@@ -89,18 +86,19 @@ def parse_args(argv):
 # ---- stages -----------------------------------------------------------------------------
 
 
-def run_stage(module: str, args: list[str]) -> int:
-    """Runs `python -m tfsparse.<module> args` with this Python; output passes through.
+def run_stage(command: str, args: list[str]) -> int:
+    """Runs the stage `tfsparse <command> args` in this process and returns its exit status.
 
-    From a source checkout the checkout goes first on PYTHONPATH (the stage runs this code
-    even when another tfsparse is installed); an installed package needs nothing.
+    In-process (no subprocess per stage): the same `main(argv)` the command runs, so the
+    pipeline does exactly what the stage's own command does, TensorFlow is imported once,
+    and a bad value raises a TfsparseError that reaches the user as one line.
     """
-    argv = [sys.executable, "-m", f"tfsparse.{module}", *args]
-    print(f"[pipeline] {' '.join(argv[2:])}", flush=True)
-    env = dict(os.environ)
-    if (ROOT / "pyproject.toml").is_file():
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run(argv, env=env).returncode
+    import importlib
+
+    from tfsparse.commands import COMMANDS
+
+    print(f"[pipeline] tfsparse {command} {' '.join(args)}", flush=True)
+    return int(importlib.import_module(COMMANDS[command][0]).main(args) or 0)
 
 
 def _newer(path: Path, *than: Path) -> bool:
@@ -111,17 +109,13 @@ def _newer(path: Path, *than: Path) -> bool:
 
 
 def train_done(run_dir: Path) -> bool:
-    state = run_dir / "state.json"
-    try:
-        done = json.loads(state.read_text()).get("done", [])
-    except (OSError, ValueError):
-        return False
-    return "pruning" in done and _newer(run_dir / "metrics.json", state)
+    return RunFolder(run_dir).finished()
 
 
 def export_done(export_dir: Path, run_dir: Path) -> bool:
     manifest = export_dir / MANIFEST_NAME
-    if not _newer(manifest, run_dir / "metrics.json", run_dir / "sparse.keras"):
+    run = RunFolder(run_dir)
+    if not _newer(manifest, run.metrics, run.sparse_model):
         return False
     try:
         files = json.loads(manifest.read_text())["files"]
@@ -180,7 +174,7 @@ class Pipeline:
         self.save()
 
     def train(self):
-        if (self.run_dir / "state.json").is_file():
+        if RunFolder(self.run_dir).state.is_file():
             args = [self.args.recipe, "--out", str(self.run_dir), "--resume"]
         else:
             args = [self.args.recipe, "--out", str(self.run_dir), *sum((["--set", s] for s in self.args.set), [])]
@@ -215,7 +209,7 @@ class Pipeline:
 
     def android(self):
         # The module itself, not android_bench/run.sh: the script is not part of an installed package.
-        rc = run_stage("android_bench",
+        rc = run_stage("android-bench",
                        ["--out", str(self.bench_dir / "android"), "--runs", self.bench_opts[1], str(self.export_dir)])
         if rc not in (0, 1):  # 1: some runs failed, recorded in its report
             raise StageFailed("android bench")
@@ -253,7 +247,7 @@ class Pipeline:
         return self.report()
 
     def report(self) -> dict:
-        from tfsparse import model_card, report
+        from tfsparse.reporting import model_card, report
 
         point = report.collect_point(self.name, self.run_dir, self.export_dir, self.bench_dir)
         point["skipped"] = dict(self.state["skipped"])
@@ -261,7 +255,7 @@ class Pipeline:
         written = report.write(self.out, title, [point])
         written.append(model_card.write(self.export_dir, self.bench_dir, self.run_dir))
         self.state.update(finished=True, ended=_now())
-        self.save()  # last: a point is finished once this says so (tfsparse.sweep relies on it)
+        self.save()  # last: a point is finished once this says so (tfsparse.pipeline.sweep relies on it)
         print(f"[pipeline] report: {written[0]}  model card: {written[-1]}  ship: {self.export_dir}/", flush=True)
         return point
 

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tfsparse import atomic, manifest as manifest_io
+from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, run_main
+from tfsparse.exporting import manifest as manifest_io
 
 PROG = "tfsparse.report_export"
 COLUMNS = ("model", "variant", "weights", "size", "gzip size", "vs dense fp32", "{metric}",

@@ -8,17 +8,17 @@ Users run it through `android_bench/run.sh` (same options):
 
 It pushes `benchmark_model` and the models to /data/local/tmp/tfsparse/, runs every model at
 every thread count with XNNPACK, op profiling and peak-memory reporting on, parses the output
-(`tfsparse.benchmark_model`), removes its files from the device (also on failure or Ctrl-C),
+(`tfsparse.benchmarking.benchmark_model`), removes its files from the device (also on failure or Ctrl-C),
 and writes results.json, results.csv and summary.md. A model whose run crashes, exits non-zero,
 times out or loses the device is recorded as failed; the others still run; the exit status is
 1 if any run failed, 2 for a problem the user must fix first (one line on stderr).
 
 This module is the benchmark: which models, which flags, what a run's output means, the report.
 Reaching the device (adb, choosing the serial, its ABI, starting an --avd emulator) is in
-`tfsparse.adb`.
+`tfsparse.benchmarking.adb`.
 
 Each sparse file is also timed beside its dense twin (the same weights stored dense,
-`tfsparse.twin`, written into the report folder's `twins/`): on a phone both ratios are real,
+`tfsparse.tflite.twin`, written into the report folder's `twins/`): on a phone both ratios are real,
 "vs same weights" (XNNPACK's sparse path alone) and "vs unpruned dense" (what the app gains).
 
 No TensorFlow, on purpose: this runs on machines without it. Making twins needs numpy,
@@ -41,11 +41,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tfsparse import atomic, benchmark_model, manifest
-from tfsparse.adb import (Adb, DeviceLost, check_abi, choose_device, elf_abi, find_tool,
-                          list_devices, start_emulator, stop_emulator)
+from tfsparse import atomic, cli
+from tfsparse.benchmarking import benchmark_model
+from tfsparse.benchmarking.adb import (
+    Adb,
+    DeviceLost,
+    check_abi,
+    choose_device,
+    elf_abi,
+    find_tool,
+    list_devices,
+    start_emulator,
+    stop_emulator,
+)
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.errors import one_line
+from tfsparse.exporting import manifest
 
 REMOTE_DIR = "/data/local/tmp/tfsparse"
 REMOTE_BINARY = f"{REMOTE_DIR}/benchmark_model"
@@ -164,7 +175,7 @@ def collect_models(inputs: list[str]) -> list[Model]:
 def add_twins(models: list[Model], folder: Path) -> list[Model]:
     """`models` plus a dense twin (written into `folder`) of every file with a sparse tensor."""
     try:
-        from tfsparse.twin import twin_if_sparse
+        from tfsparse.tflite.twin import twin_if_sparse
     except ImportError as e:  # numpy / flatbuffers / ai-edge-litert missing on this machine
         print(f"warning: no dense twins ({e.name} is not installed): only speedups vs the unpruned "
               "dense file are reported", file=sys.stderr)
@@ -363,7 +374,7 @@ def build_parser() -> ArgumentParser:
                         help="benchmark_model built for the device's ABI (default: $TFSPARSE_BENCHMARK_MODEL)")
     parser.add_argument("--adb", metavar="PATH", help="adb executable (default: $ADB, PATH, $ANDROID_HOME/platform-tools)")
     parser.add_argument("--threads", default="1,2,4", help="comma-separated thread counts (default: 1,2,4)")
-    parser.add_argument("--runs", type=int, default=50, help="benchmark_model --num_runs (default: 50)")
+    cli.add_runs(parser, 50, "benchmark_model --num_runs")
     parser.add_argument("--warmup", type=int, default=1, help="benchmark_model --warmup_runs (default: 1)")
     parser.add_argument("--no-xnnpack", action="store_true", help="run with --use_xnnpack=false (reference kernels)")
     parser.add_argument("--no-op-profiling", action="store_true",

@@ -30,7 +30,7 @@ As written by `python -m tfsparse.export` (see its docstring):
   the task's real score: the `metric`, or a key of `extra` (FrozenLake: `success_rate`).
 - `lookup_tables` (sparse files with a GATHER, e.g. an Embedding): per table `name`,
   `shape`, `zero_fraction`, `dense_bytes` and `sparse_bytes` as stored in the file (null
-  when it stayed dense, under 30% zeros); see `tfsparse.sparse_lookup`.
+  when it stayed dense, under 30% zeros); see `tfsparse.exporting.sparse_lookup`.
 - A file that failed to run has `"runs": false`, `error` = the runtime's message,
   `accuracy` and `parity` null, and lies under `failed/` (kept for inspection only).
 """
