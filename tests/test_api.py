@@ -135,6 +135,18 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
     assert "sparse" in capsys.readouterr().out
 
 
+def test_every_docstring_example_of_the_api_runs(monkeypatch):
+    """The examples `help(tfsparse.api)` shows are run as written (doctest), so they cannot rot.
+    Only training and a report of a finished run are marked +SKIP (minutes; covered above)."""
+    import doctest
+
+    from tfsparse import api
+
+    monkeypatch.chdir(ROOT)  # the examples name models/*.toml as a user in a checkout would
+    result = doctest.testmod(api, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 25 and result.failed == 0, result
+
+
 def test_load_recipe_overrides_and_errors(tmp_path):
     recipe = tfsparse.load_recipe(ROOT / "models" / "mobilenet_v1.toml",
                                   {"pruning.final_sparsity": 0.8, "pruning.exclude": "^a\nb$"})

@@ -355,9 +355,9 @@ def export(model_or_path, out_dir, *, recipe=None, dense_model=None, variants: S
         The `Manifest`.
 
     Example:
-        >>> import tfsparse
+        >>> import tempfile, tfsparse
         >>> model = tfsparse.create_model("mobilenet_v1", width_multiplier=0.25, input_size=32, num_classes=10)
-        >>> manifest = tfsparse.export(model, "/tmp/tfsparse_doc_export")
+        >>> manifest = tfsparse.export(model, tempfile.mkdtemp())
         >>> [f["path"] for f in manifest.files]
         ['mobilenet_v1.dense.fp32.tflite', 'mobilenet_v1.sparse.fp32.tflite']
     """
