@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tfsparse.cli import unknown_name
+from tfsparse.errors import unknown_name
 
 
 @dataclass

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tfsparse import atomic, run_folder
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 from tfsparse.pruning import magnitude as pruning
 from tfsparse.run_folder import RunFolder
 from tfsparse.training.progress import EpochProgress
