@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +84,20 @@ def arm64_runtime():
     from tfsparse.benchmarking import arm64
 
     return arm64.provision()
+
+
+# Session fixtures that train: their users must share one pytest-xdist worker, or each worker
+# would train them again.
+SHARED_RUNS = ("quick_pipeline", "tiny_run")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups for `make test`'s `-n 2 --dist loadgroup` (pytest-xdist): a test file stays in one
+    worker (its module fixtures are made once), and the files that use a training session
+    fixture share a worker with each other. Without xdist the marks do nothing."""
+    shared = defaultdict(set)
+    for item in items:
+        shared[item.path].update(name for name in SHARED_RUNS if name in item.fixturenames)
+    for item in items:
+        names = sorted(shared[item.path])
+        item.add_marker(pytest.mark.xdist_group(names[0] if names else item.path.name))
