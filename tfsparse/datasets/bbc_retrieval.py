@@ -114,7 +114,7 @@ def load(data_config, model_args) -> Splits:
             full = bm25_scores([words(titles[i]) for i in test], [words(bodies[i]) for i in test])
             baseline.update({"same_words": scores_summary(same, relevant),
                              "full_text": scores_summary(full, relevant),
-                             "library": "bm25s (k1=1.5, b=0.75, Lucene idf)"})
+                             "library": "bm25s: k1=1.5, b=0.75, Lucene idf"})
         return baseline
 
     def extra_metrics(predict) -> dict:

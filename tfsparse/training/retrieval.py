@@ -78,8 +78,11 @@ def bm25_scores(query_tokens: list[list[str]], doc_tokens: list[list[str]], k1: 
     Tokens are given already split (the same word tokenizer the encoder uses), so BM25 and
     the learned encoders see exactly the same words.
     """
+    import logging
+
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each index build at DEBUG
     retriever = bm25s.BM25(k1=k1, b=b)
     # bm25s drops an empty document's row unless it has a placeholder token to index.
     retriever.index([tokens or [""] for tokens in doc_tokens], show_progress=False)
