@@ -141,7 +141,7 @@ def check_policy(model, config) -> None:
 
 
 def _is_prunable(layer) -> bool:
-    return isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense, layers.Embedding)) or (
+    return isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv2D, layers.Dense, layers.Embedding)) or (
         isinstance(layer, tfmot.sparsity.keras.PrunableLayer))
 
 

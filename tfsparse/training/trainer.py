@@ -83,7 +83,7 @@ class Trainer:
         self.recipe, self.splits, self.run_dir = recipe, splits, Path(run_dir)
         self.strategy, self.epochs_cap, self.verbose = strategy, epochs_cap, verbose
         self.log = log  # phase lines ("[dense] test accuracy ..."); the command passes print, the API a no-op
-        self.folder = RunFolder(self.run_dir)
+        self.folder = RunFolder(self.run_dir)  # not `self.run`: that would hide the method run()
         self.ckpt_dir = self.folder.checkpoints
 
     # ---- set-up -----------------------------------------------------------------
