@@ -3,6 +3,9 @@
 Each data set module provides `fetch()` (called by `python -m tfsparse.datasets
 fetch`, which `make data` runs) and `load(...) -> Splits`. `load` never
 downloads: missing data is a one-line error naming the fetch command.
+
+The user's own data (`image_folder`, `audio_folder`, `text_csv`, `arrays`) has nothing to
+fetch; its splits are `streamed.StreamedSplit`s read with tf.data, not arrays in memory.
 """
 
 from __future__ import annotations
