@@ -148,9 +148,7 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     state.data["options"] = options
     state.save()
     try:
-        # Trainer.run through the class: the instance attribute `run` (its RunFolder) shadows the
-        # method on main at d04f7ef, so `trainer.run(...)` fails with "'RunFolder' object is not callable".
-        return Trainer.run(trainer, state, from_model=options["from_model"], one_shot=options["one_shot"])
+        return trainer.run(state, from_model=options["from_model"], one_shot=options["one_shot"])
     finally:
         if scratch is not None:
             scratch.cleanup()
