@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 
 SCHEDULES = ("polynomial", "constant")
 EXPORT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tfsparse.cli import UserError, unknown_name
+from tfsparse.errors import UserError, unknown_name
 
 
 @dataclass

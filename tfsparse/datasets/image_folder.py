@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 from tfsparse.datasets import Splits
 from tfsparse.datasets.streamed import StreamedSplit, data_cache, unreadable_report
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsparse import atomic
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 from tfsparse.datasets import Splits
 from tfsparse.datasets.arrays import ArraySplit
 from tfsparse.datasets.streamed import unreadable_report

@@ -138,7 +138,7 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     scratch = _worker_scratch(strategy)
     if scratch is not None:
         run_dir = Path(scratch.name) / run_dir.name
-    trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose)
+    trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose, log=log)
     trainer.validate(from_model=options["from_model"])
 
     run_dir.mkdir(parents=True, exist_ok=True)
