@@ -149,8 +149,10 @@ def test_arrays_npz_memory_mapped_and_int8_from_user_data(tmp_path):
     assert meta["labels"] == ["cat", "dog", "eel"]
 
 
-def test_text_csv_tokenized_and_bad_rows_reported(tmp_path):
+def test_text_csv_tokenized_and_bad_rows_reported(tmp_path, monkeypatch):
     from tfsparse import datasets
+
+    monkeypatch.setenv("TFSPARSE_CACHE", str(tmp_path / "cache"))  # the token-id file goes here, not in ~/.cache
     from tfsparse.datasets.text import Tokenizer
 
     path = tmp_path / "reviews.csv"
@@ -177,6 +179,7 @@ def test_text_csv_tokenized_and_bad_rows_reported(tmp_path):
     np.testing.assert_array_equal(x.numpy(), expected)
     assert [splits.labels[c] for c in y.numpy()] == [usable[i]["topic"] for i in splits.x_train.keys]
     assert splits.preprocessing["kind"] == "tokens" and "goal" in splits.preprocessing["vocabulary"]
+    assert len(list((tmp_path / "cache" / "text_csv").glob("reviews-*.npy"))) == 1
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000, channels: int = 1):
