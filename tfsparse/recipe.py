@@ -99,6 +99,17 @@ class DataConfig(_Section):
     # Token lengths of the `bbc_retrieval` data set (None elsewhere): query (title) and document (body).
     query_length: int | None = None
     document_length: int | None = None
+    # The user's own data (`image_folder`, `audio_folder`, `text_csv`, `arrays`; None elsewhere),
+    # streamed with tf.data: see tfsparse/datasets/streamed.py and each kind's module.
+    path: str | None = None
+    image_size: int | list[int] | None = None
+    validation_split: float | None = None
+    test_split: float | None = None
+    augment: list[str] | None = None
+    cache: bool | str | None = None
+    shuffle_buffer: int | None = None
+    text_column: str | None = None
+    label_column: str | None = None
 
     def __post_init__(self):
         _check(isinstance(self.name, str) and self.name, f"data.name must be a non-empty string, got {self.name!r}")
@@ -111,6 +122,52 @@ class DataConfig(_Section):
             value = getattr(self, name)
             _check(value is None or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096),
                    f"data.{name} must be an integer in 1..4096 (tokens), got {value!r}")
+        self._check_user_data()
+
+    def _check_user_data(self):
+        """The keys of the user-data kinds: types here, files when the data set is opened."""
+        kind_keys = {"image_folder": {"image_size", "augment"}, "text_csv": {"text_column", "label_column"},
+                     "audio_folder": set(), "arrays": set()}
+        user_keys = ("path", "image_size", "validation_split", "test_split", "augment", "cache", "shuffle_buffer",
+                     "text_column", "label_column")
+        given = [k for k in user_keys if getattr(self, k) is not None]
+        if self.name not in kind_keys:
+            _check(not given, f"data.{given[0] if given else ''} applies to image_folder, audio_folder, text_csv "
+                              f"and arrays, not to data.name = {self.name!r}")
+            return
+        _check(isinstance(self.path, str) and self.path.strip() != "",
+               f"data.path must name the data (a folder or file) for data.name = {self.name!r}, got {self.path!r}")
+        for key in ("image_size", "augment", "text_column", "label_column"):
+            if getattr(self, key) is not None:
+                _check(key in kind_keys[self.name], f"data.{key} does not apply to data.name = {self.name!r}")
+        size = self.image_size
+        if size is not None:
+            _check((isinstance(size, int) and not isinstance(size, bool) and size >= 8)
+                   or (isinstance(size, list) and len(size) == 2
+                       and all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in size)),
+                   f"data.image_size must be an integer >= 8 or [height, width], got {size!r}")
+        for key in ("validation_split", "test_split"):
+            value = getattr(self, key)
+            _check(value is None or (_is_number(value) and 0 <= value < 1),
+                   f"data.{key} must be a fraction in [0, 1), got {value!r}")
+        if self.validation_split is not None and self.test_split is not None:
+            _check(self.validation_split + self.test_split < 1,
+                   f"data.validation_split + data.test_split must be < 1, got "
+                   f"{self.validation_split} + {self.test_split}")
+        if self.augment is not None:
+            known = ("flip", "translate", "crop")
+            _check(isinstance(self.augment, list) and all(a in known for a in self.augment),
+                   f"data.augment must be a list of {', '.join(known)}, got {self.augment!r}")
+        _check(self.cache is None or isinstance(self.cache, bool) or (isinstance(self.cache, str) and self.cache),
+               f"data.cache must be true, false or a folder, got {self.cache!r}")
+        _check(self.shuffle_buffer is None or (isinstance(self.shuffle_buffer, int)
+                                               and not isinstance(self.shuffle_buffer, bool)
+                                               and self.shuffle_buffer >= 1),
+               f"data.shuffle_buffer must be an integer >= 1, got {self.shuffle_buffer!r}")
+        for key in ("text_column", "label_column"):
+            value = getattr(self, key)
+            _check(value is None or (isinstance(value, str) and value),
+                   f"data.{key} must be a column name, got {value!r}")
 
 
 @dataclass

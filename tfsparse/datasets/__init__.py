@@ -3,6 +3,9 @@
 Each data set module provides `fetch()` (called by `python -m tfsparse.datasets
 fetch`, which `make data` runs) and `load(...) -> Splits`. `load` never
 downloads: missing data is a one-line error naming the fetch command.
+
+The user's own data (`image_folder`, `audio_folder`, `text_csv`, `arrays`) has nothing to
+fetch; its splits are `streamed.StreamedSplit`s read with tf.data, not arrays in memory.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tfsparse.errors import unknown_name
+from tfsparse.errors import UserError, unknown_name
 
 
 @dataclass
@@ -43,6 +46,10 @@ class Splits:
     # The `extra_metrics` key that is the task's real score (FrozenLake: "success_rate"), shown
     # in reports instead of the recipe's training metric; None: the training metric is.
     task_metric: str | None = None
+    # The user's data (`image_folder`, `audio_folder`, `text_csv`, `arrays`): where it came from,
+    # its classes, examples per split and every file that could not be read (counted, named,
+    # skipped). Goes into metrics.json as `data`. See `tfsparse.datasets.streamed`.
+    data_report: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -52,9 +59,12 @@ class Splits:
 def _registry():
     from tfsparse.datasets import bbc_news, fashion_mnist, frozenlake, speech_frames, speech_keywords
     from tfsparse.datasets import bbc_retrieval
+    from tfsparse.datasets import arrays, audio_folder, image_folder, text_csv
     return {"fashion_mnist": fashion_mnist, "bbc_news": bbc_news, "frozenlake": frozenlake,
             "speech_keywords": speech_keywords, "speech_frames": speech_frames,
-            "bbc_retrieval": bbc_retrieval}
+            "bbc_retrieval": bbc_retrieval,
+            # The user's own data, streamed with tf.data (tfsparse.datasets.streamed).
+            "image_folder": image_folder, "audio_folder": audio_folder, "text_csv": text_csv, "arrays": arrays}
 
 
 def names() -> list[str]:
@@ -72,6 +82,10 @@ def load(data_config, model_args: dict[str, Any], max_train_examples: int | None
     """Loads the recipe's data set, shaped for the recipe's model."""
     module = get(data_config.name)
     splits = module.load(data_config, model_args)
+    wanted = model_args.get("num_classes")
+    if splits.data_report is not None and wanted is not None and splits.labels and wanted != len(splits.labels):
+        raise UserError(f"model.num_classes = {wanted}, but the data has {len(splits.labels)} classes "
+                        f"({', '.join(map(str, splits.labels[:10]))}{', ...' if len(splits.labels) > 10 else ''})")
     splits.full_train_examples = len(splits.x_train)
     if max_train_examples is not None:
         splits.x_train = splits.x_train[:max_train_examples]

@@ -341,8 +341,11 @@ class Exporter:
         """`[export] representative_examples` training examples, a seeded sample, one per step."""
         n = min(self.source.recipe.export.representative_examples, len(self.splits.x_train))
         rng = self.np.random.default_rng(self.source.recipe.train.seed)
-        for i in rng.choice(len(self.splits.x_train), size=n, replace=False):
-            yield [self.model_input(self.splits.x_train[i:i + 1])]
+        chosen = rng.choice(len(self.splits.x_train), size=n, replace=False)
+        # Read together: a streamed split (the user's files) decodes them in one pipeline.
+        examples = self.model_input(self.splits.x_train[chosen])
+        for i in range(n):
+            yield [examples[i:i + 1]]
 
     # -- running
     def run_tflite(self, data: bytes, x=None):
@@ -521,6 +524,10 @@ def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str
         splits = datasets.load(source.recipe.data, source.recipe.model.args) if data else None
         exporter = Exporter(source, splits, int8_weights)
         splits = exporter.splits
+    if getattr(splits, "data_report", None) is not None:  # the user's data: say what was read and skipped
+        from tfsparse.datasets.streamed import describe
+
+        log(describe(splits.data_report))
     sparse_sparsity = exporter.sparsity(exporter.sparse)
     dense_sparsity = exporter.sparsity(exporter.dense)
     jobs = [("fp32", True)] + [(v, False) for v in variants]

@@ -128,6 +128,16 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     from tfsparse.training.trainer import Trainer
 
     splits = datasets.load(recipe.data, recipe.model.args, options["max_train_examples"])
+    if splits.data_report is not None:
+        from tfsparse.datasets.streamed import describe
+
+        log(describe(splits.data_report))
+    # Multi-worker: every worker runs this same code (saving and evaluating are collective), but
+    # only the chief writes the run folder; the others write to a temporary folder, removed at
+    # the end (TensorFlow's multi-worker Keras tutorial does the same).
+    scratch = _worker_scratch(strategy)
+    if scratch is not None:
+        run_dir = Path(scratch.name) / run_dir.name
     trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose, log=log)
     trainer.validate(from_model=options["from_model"])
 
@@ -137,7 +147,24 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     state = RunState(run_dir)
     state.data["options"] = options
     state.save()
-    return trainer.run(state, from_model=options["from_model"], one_shot=options["one_shot"])
+    try:
+        return trainer.run(state, from_model=options["from_model"], one_shot=options["one_shot"])
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+def _worker_scratch(strategy):
+    """A temporary folder for a multi-worker run's non-chief worker, None for the chief or one worker."""
+    import tempfile
+
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    chief = resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                              and "chief" not in cluster)
+    return None if chief else tempfile.TemporaryDirectory(prefix=f"tfsparse-{resolver.task_type}{resolver.task_id}-")
 
 
 def main(argv=None):

@@ -31,15 +31,29 @@ keras = tf.keras
 
 
 def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, seed: int = 0):
-    """A tf.data pipeline; images stay uint8 in memory and are scaled per batch."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    """A tf.data pipeline; images stay uint8 in memory and are scaled per batch.
+
+    `x` is a numpy array (built-in data sets) or a `tfsparse.datasets.streamed.StreamedSplit`
+    (the user's files, read batch by batch; `y` is then its own labels)."""
+    if hasattr(x, "dataset"):
+        ds = x.dataset(batch_size, shuffle=shuffle, seed=seed)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+    # Multi-worker training shards by element (each worker reads every n-th batch): file-based
+    # sharding would need at least as many files as workers and does not apply to in-memory arrays.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
     if "scale" in preprocessing:
         scale, offset = float(preprocessing["scale"]), float(preprocessing.get("offset", 0.0))
         ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) * scale + offset, b), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # The user's files: a fixed read-ahead of 2 batches. AUTOTUNE grows the buffer while the
+    # consumer waits (up to half the machine's RAM), so resident memory would follow the length
+    # of the run and the size of the splits instead of the batch size.
+    return ds.prefetch(2 if hasattr(x, "dataset") else tf.data.AUTOTUNE)
 
 
 def scaled(x, preprocessing: dict):
@@ -262,6 +276,8 @@ class Trainer:
             "schedule": state.data["schedule"],
             "epochs": dict(state.data["epochs_done"]),
             "train_examples": len(self.splits.x_train),
+            # The user's data: classes, examples per split, unreadable files (counted and named).
+            **({"data": self.splits.data_report} if self.splits.data_report is not None else {}),
             # What the run really trained under, not what was asked for: a mirrored run that
             # silently fell back to one device shows here as 1 replica.
             "strategy": type(self.strategy).__name__.lstrip("_"),
