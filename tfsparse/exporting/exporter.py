@@ -203,7 +203,8 @@ def _runtime_message(error: Exception) -> str:
 
 
 # Signature names per `Splits.preprocessing["kind"]`; images (no kind) keep image -> probabilities.
-INPUT_NAMES = {"tokens": "tokens", "one_hot_state": "state", "log_mel": "log_mel", "log_mel_frame": "frame"}
+INPUT_NAMES = {"tokens": "tokens", "one_hot_state": "state", "log_mel": "log_mel", "log_mel_frame": "frame",
+               "observation": "state"}
 
 
 def metric_score(metric: str | None, out, y) -> float | None:
@@ -301,11 +302,15 @@ class Exporter:
     def output_name(self) -> str:
         if self.output_layer:
             return self.output_layer
+        if self.splits.preprocessing.get("output"):  # e.g. an RL agent's "q_values"
+            return self.splits.preprocessing["output"]
         return OUTPUT_NAME if self.task == "accuracy" else "prediction"
 
     def output_meaning(self) -> str:
         if self.output_layer:
             return f"activations of layer {self.output_layer!r} (features for a downstream model)"
+        if self.splits.preprocessing.get("output") == "q_values":
+            return "one estimated discounted return per action (DQN); the greedy action is the argmax"
         if self.task == "accuracy":
             return "softmax probabilities, index = label"
         return f"regression output, same layout as the training target (trained for {self.task})"
@@ -509,7 +514,7 @@ def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str
         raise UserError("the int8 variant is calibrated on training data: export it with a recipe's data set")
     log = log or (lambda line: None)
     with captured_stderr():
-        splits = datasets.load(source.recipe.data, source.recipe.model.args) if data else None
+        splits = datasets.load_for(source.recipe) if data else None
         exporter = Exporter(source, splits, int8_weights)
         splits = exporter.splits
     sparse_sparsity = exporter.sparsity(exporter.sparse)
