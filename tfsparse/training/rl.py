@@ -171,7 +171,11 @@ class Agent:
         gamma, double = float(self.rl.gamma), self.rl.double
         num_actions = self.info.num_actions
 
-        @tf.function
+        d = self.info.obs_dim
+        # One signature (any number of steps, any batch): a new K must not retrace (seconds each).
+        @tf.function(input_signature=[tf.TensorSpec([None, None, d], tf.float32), tf.TensorSpec([None, None], tf.int32),
+                                      tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None, None, d], tf.float32),
+                                      tf.TensorSpec([None, None], tf.float32)])
         def train_steps(obs, actions, rewards, next_obs, terminated):
             """len(actions) gradient steps in one call (a tf.while_loop): calling TensorFlow once
             per step costs milliseconds of overhead on a shared 2-core CPU, more than the step."""
@@ -198,11 +202,16 @@ class Agent:
             for t, w, m in self._pairs:
                 t.assign(w * m if m is not None else w)
 
-        self.train_steps, self.sync_target = train_steps, sync_target
+        @tf.function
+        def acting_values():
+            return [[tf.identity(v) for v in group] for group in self._acting_vars]
+
+        self.train_steps, self.sync_target, self._acting_values = train_steps, sync_target, acting_values
 
     def acting_weights(self):
         """The online network as numpy arrays for acting (`act`), masked kernels included."""
-        self.acting = [[v.numpy() for v in group] for group in self._acting_vars]
+        # One call for all variables: an eager read per variable costs milliseconds on a loaded CPU.
+        self.acting = [[v.numpy() for v in group] for group in self._acting_values()]
 
     def act(self, x: np.ndarray) -> np.ndarray:
         """Q-values of the online network in numpy (the q_network's layers: fixed normalisation, then
