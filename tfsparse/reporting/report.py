@@ -205,6 +205,8 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
             "keras": {"dense": metrics.get("dense_score"), "sparse": metrics.get("sparse_score")},
             "task": task_summary(name, run_dir, manifest, metrics, rows),
             "generalisation": metrics.get("generalisation"),
+            # An [rl] run: every seed's dense and sparse score and the reference (tfsparse.training.rl).
+            **({"rl": {k: v for k, v in metrics["rl"].items() if k != "agents"}} if metrics.get("rl") else {}),
             "benchmarks": described, "rows": rows}
 
 
@@ -465,6 +467,37 @@ def generalisation_lines(points: list[dict]) -> list[str]:
     return lines
 
 
+def agent_lines(point: dict | None) -> list[str]:
+    """For an RL policy (`[rl]` recipe): how it was trained, how to act with it, and every seed's score."""
+    rl = (point or {}).get("rl")
+    if not rl:
+        return []
+    metric = rl["metric"]
+    lines = ["## Agent", "",
+             f"A {rl['algorithm']} agent trained by interaction with gymnasium `{rl['env']}` "
+             f"(`{rl['env_kwargs']}`) for {rl['total_env_steps']} environment steps; it saw only observations, "
+             f"its actions and the reward. The sparse agent was pruned *during* RL training (TF-MOT). "
+             "To act: feed the observation (see Input), take the argmax of `q_values` (greedy policy).", "",
+             f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]} of the greedy policy, {rl['eval']}, "
+             "one dense and one sparse agent per training seed (these files are seed "
+             f"{rl['seeds'][0]}'s):", "",
+             "| agents | " + " | ".join(f"seed {s}" for s in rl["seeds"]) + " | mean ± std |",
+             "|---|" + "---|" * (len(rl["seeds"]) + 1)]
+    for variant in ("dense", "sparse"):
+        summary = rl["summary"][variant]
+        cells = [format_score(metric, summary["per_seed"][str(s)]) for s in rl["seeds"]]
+        spread = (f"{format_score(metric, summary['mean'])} ± {100 * summary['std']:.1f} pts"
+                  if format_score(metric, 1.0).endswith("%") else f"{summary['mean']:.4g} ± {summary['std']:.3g}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {spread} |")
+    reference = rl.get("reference") or {}
+    if reference.get(metric) is not None:
+        lines += ["", f"Reference: {reference['policy']}, {format_score(metric, reference[metric])} on the same episodes."]
+    seconds = {v: rl["summary"][v]["train_seconds_mean"] for v in ("dense", "sparse")}
+    lines += ["", f"Training time per agent (mean over seeds): dense {seconds['dense']:.0f} s, sparse "
+              f"{seconds['sparse']:.0f} s.", ""]
+    return lines
+
+
 def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     rows = [r for p in points for r in p["rows"]]
     lines = [f"# {title}", "", markdown_table(rows)]
@@ -473,6 +506,8 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     # A task metric other than the training one is the data set's own evaluation (FrozenLake: episodes).
     where = ("the test split" if all(p.get("metric", metric) == metric for p in points)
              else "the task's own evaluation, described in the recipe")
+    if any(p.get("rl") for p in points):
+        where = "seeded evaluation episodes of the environment (greedy policy; see Agent below)"
     if all(r.get("score") is None for r in rows):  # a sub-model export (an autoencoder's encoder)
         measured = (f"{label}: not a property of these files (a sub-model); the Keras models' is in the "
                     "training run's metrics.json.")
@@ -503,6 +538,8 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     for (stage, why), names in skips.items():
         where = "" if len(names) == len(points) else f" ({', '.join(names)})"
         lines.append(f"- {stage} skipped{where}: {why}")
+    for p in points:
+        lines += [""] + agent_lines(p) if p.get("rl") else []
     lines += generalisation_lines(points)
     if plots:
         lines += [""] + [f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in plots]

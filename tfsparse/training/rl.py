@@ -497,7 +497,7 @@ class RLTrainer:
                 "sparse": {"train": sparse_first["train"][metric], "test": sparse_test,
                            "gap": round(sparse_first["train"][metric] - sparse_test, 6)}},
             "extra": {"dense": state.data["dense_extra"], "sparse": state.data["sparse_extra"]},
-            "rl": {"algorithm": "double dqn" if rl.double else "dqn", "env": self.info.env_id,
+            "rl": {"algorithm": "Double DQN" if rl.double else "DQN", "env": self.info.env_id,
                    "env_kwargs": self.info.env_kwargs, "metric": metric, "seeds": rl.seeds,
                    "total_env_steps": self.total_steps,
                    "gradient_steps": gradient_steps_total(rl, self.total_steps),
