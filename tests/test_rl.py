@@ -175,9 +175,19 @@ def test_numpy_acting_equals_the_keras_network(tmp_path):
         info = gym_env.env_info(env_id, kwargs)
         agent = rl.Agent(recipe, info, "sparse", 0, tmp_path / env_id, 6000, verbose=False)
         agent.build()
-        agent.acting_weights()
+        agent.step_callback.on_train_begin()
+        # Gradient steps past the pruning schedule's first mask update: masked entries then drift
+        # with the optimizer until the next forward pass; acting must use the masked network.
+        rng = np.random.default_rng(0)
         x = gym_env.probe_observations(info)
-        np.testing.assert_allclose(agent.act(x), agent.online(x).numpy(), atol=1e-5)
+        k, b = 200, 8
+        batch = [x[rng.integers(0, len(x), (k, b))], rng.integers(0, info.num_actions, (k, b)).astype(np.int32),
+                 rng.random((k, b)).astype(np.float32), x[rng.integers(0, len(x), (k, b))],
+                 np.zeros((k, b), np.float32)]
+        agent.train_steps(*batch)
+        agent.acting_weights()
+        assert agent.sparsity() > 0.1  # the schedule has started masking
+        np.testing.assert_allclose(agent.act(x), agent.online(x, training=False).numpy(), atol=1e-5)
 
 
 def test_rl_section_is_validated_with_one_line_errors(tmp_path):

@@ -152,16 +152,20 @@ class Agent:
         self._acting_kinds, self._acting_vars = [], []
         for layer in self.online.layers:
             inner = layer.layer if isinstance(layer, pruning.PruneLowMagnitude) else layer
+            masks = ({id(w): m for w, m, _ in layer.pruning_vars}
+                     if isinstance(layer, pruning.PruneLowMagnitude) else {})
             if isinstance(inner, keras.layers.Normalization):
                 self._acting_kinds.append("norm")
-                self._acting_vars.append([inner.mean, inner.variance])
+                self._acting_vars.append([(inner.mean, None), (inner.variance, None)])
             elif isinstance(inner, keras.layers.Dense):
                 act = inner.activation.__name__
                 if act not in ("relu", "linear"):
                     raise UserError(f"RL acting supports Dense layers with relu/linear activations, "
                                     f"{inner.name} has {act}")
                 self._acting_kinds.append(act)
-                self._acting_vars.append([inner.kernel, inner.bias])
+                # The kernel times its mask: an optimizer step moves masked entries until the
+                # wrapper's next forward pass re-applies the mask; the agent acts with the masked net.
+                self._acting_vars.append([(inner.kernel, masks.get(id(inner.kernel))), (inner.bias, None)])
             elif not isinstance(inner, keras.layers.InputLayer):
                 raise UserError(f"the RL trainer acts with Dense networks (q_network); {inner.name} is "
                                 f"{type(inner).__name__}")
@@ -204,7 +208,7 @@ class Agent:
 
         @tf.function
         def acting_values():
-            return [[tf.identity(v) for v in group] for group in self._acting_vars]
+            return [[v * m if m is not None else tf.identity(v) for v, m in group] for group in self._acting_vars]
 
         self.train_steps, self.sync_target, self._acting_values = train_steps, sync_target, acting_values
 
@@ -332,10 +336,10 @@ class Agent:
         return state
 
     def sparsity(self) -> float:
-        if not self.pruned:
-            return 0.0
-        stripped = pruning.strip(self.online)
-        return pruning.overall_sparsity(stripped, self.pruned)
+        """Zero fraction of the pruned kernels' current masks (what the network computes with)."""
+        masks = [m.numpy() for layer in self.online.layers if isinstance(layer, pruning.PruneLowMagnitude)
+                 for _, m, _ in layer.pruning_vars]
+        return float(sum(np.sum(m == 0) for m in masks) / sum(m.size for m in masks)) if masks else 0.0
 
     def _log(self, text: str):
         if self.verbose:
@@ -405,12 +409,19 @@ class RLTrainer:
         model = pruning.strip(agent.online) if agent.variant == "sparse" else agent.online
         data = convert(model, "fp32", sparse=agent.variant == "sparse", input_names="state", output_name="q_values")
         rl = self.recipe.rl
-        test = gym_env.evaluate(tflite_predict(data), self.info, rl.eval_episodes, rl.eval_seed)
+        lite = tflite_predict(data)
         keras_predict = tf.function(lambda x: model(x, training=False))
+        # The file must act like the network it came from (LiteRT 2.3.0 computed a sparse-stored
+        # 2-input layer wrongly, see models/mountaincar_dqn.toml): recorded per agent.
+        probe = gym_env.probe_observations(self.info)
+        lite_q, keras_q = lite(probe), keras_predict(tf.constant(probe)).numpy()
+        parity = {"max_abs_diff": float(np.max(np.abs(lite_q - keras_q))),
+                  "action_agreement": float(np.mean(np.argmax(lite_q, 1) == np.argmax(keras_q, 1)))}
+        test = gym_env.evaluate(lite, self.info, rl.eval_episodes, rl.eval_seed)
         train = gym_env.evaluate(lambda x: keras_predict(tf.constant(x)).numpy(), self.info, rl.eval_episodes,
                                  agent.seed * gym_env.TRAIN_SEED_STRIDE)
         names = agent.pruned
-        return {"test": test, "train": train, "tflite_bytes": len(data),
+        return {"test": test, "train": train, "tflite_bytes": len(data), "tflite_vs_keras": parity,
                 "sparsity": pruning.overall_sparsity(model, names) if names else 0.0,
                 "layer_sparsity": pruning.layer_sparsity(model, names) if names else {}}
 
