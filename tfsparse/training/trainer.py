@@ -296,7 +296,8 @@ class Trainer:
             "parameters": total,
             "nonzero_parameters": total - zeros,
             "schedule": state.data["schedule"],
-            "epochs": dict(state.data["epochs_done"]),
+            # The dense and pruning phases (the equal-epochs reference is in "generalisation").
+            "epochs": {k: v for k, v in state.data["epochs_done"].items() if k != EQUAL_PHASE},
             "train_examples": len(self.splits.x_train),
             # What the run really trained under, not what was asked for: a mirrored run that
             # silently fell back to one device shows here as 1 replica.
