@@ -375,11 +375,19 @@ class RLTrainer:
 
     def __init__(self, recipe, splits, run_dir: Path, strategy, epochs_cap: int | None = None,
                  max_steps: int | None = None, verbose: bool = True):
+        if max_steps and max_steps < recipe.rl.total_steps:
+            # A capped run (--max-train-examples, the pipeline's --quick) is a smaller agent: the
+            # epsilon schedule follows total_steps, and learning must start within the cap.
+            import dataclasses
+            rl = dataclasses.replace(recipe.rl, total_steps=max_steps,
+                                     learning_starts=min(recipe.rl.learning_starts, max_steps // 4),
+                                     batch_size=min(recipe.rl.batch_size, recipe.rl.buffer_size))
+            recipe = dataclasses.replace(recipe, rl=rl)
         self.recipe, self.splits, self.run_dir, self.verbose = recipe, splits, Path(run_dir), verbose
         self.strategy = strategy
         self.runf = RunFolder(self.run_dir)
         self.info = gym_env.env_info(recipe.rl.env_id, recipe.rl.env_kwargs)
-        self.total_steps = min(recipe.rl.total_steps, max_steps) if max_steps else recipe.rl.total_steps
+        self.total_steps = recipe.rl.total_steps
 
     def validate(self, from_model: str | None = None):
         if from_model:
