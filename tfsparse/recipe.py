@@ -193,8 +193,13 @@ class TrainConfig(_Section):
     loss: str = "sparse_categorical_crossentropy"
     metric: str = "accuracy"
     seed: int = 0
+    # Also train the dense model for dense_epochs + epochs (no pruning), as the fair reference for
+    # "sparse loses x points": the pruning phase is that many more epochs of training.
+    equal_epochs_dense: bool = False
 
     def __post_init__(self):
+        _check(isinstance(self.equal_epochs_dense, bool),
+               f"train.equal_epochs_dense must be true or false, got {self.equal_epochs_dense!r}")
         for name in ("epochs", "dense_epochs", "finetune_epochs"):
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
@@ -329,6 +334,12 @@ class ExportConfig(_Section):
 SECTIONS = {cls.section: cls for cls in (ModelConfig, DataConfig, TrainConfig, PruningConfig, ExportConfig)}
 
 
+def _rl_config_class():
+    # The [rl] section's config lives with the RL trainer (tfsparse.training.rl_config, no TensorFlow).
+    from tfsparse.training.rl_config import RLConfig
+    return RLConfig
+
+
 @dataclass
 class Recipe:
     """A validated recipe. `name` is the recipe file's stem (the run's name)."""
@@ -340,15 +351,19 @@ class Recipe:
     pruning: PruningConfig
     export: ExportConfig
     source: str | None = None
+    rl: Any = None  # [rl]: an agent trained by interaction (tfsparse.training.rl_config.RLConfig), optional
 
     def get_config(self) -> dict[str, dict[str, Any]]:
-        return {s: getattr(self, s).get_config() for s in SECTIONS}
+        config = {s: getattr(self, s).get_config() for s in SECTIONS}
+        if self.rl is not None:
+            config["rl"] = self.rl.get_config()
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any], name: str, source: str | None = None) -> "Recipe":
         for section in config:
-            if section not in SECTIONS:
-                raise ValueError(f"unknown section [{section}] (known: {', '.join(SECTIONS)})")
+            if section not in SECTIONS and section != "rl":
+                raise ValueError(f"unknown section [{section}] (known: {', '.join(SECTIONS)}, rl)")
         sections = {}
         for section, section_cls in SECTIONS.items():
             value = config.get(section, {})
@@ -356,6 +371,10 @@ class Recipe:
                 raise ValueError(f"[{section}] must be a table, got {value!r}")
             sections[section] = section_cls.from_config(value)
         _check_retrieval(sections)
+        if "rl" in config:
+            if not isinstance(config["rl"], dict):
+                raise ValueError(f"[rl] must be a table, got {config['rl']!r}")
+            sections["rl"] = _rl_config_class().from_config(config["rl"])
         return cls(name=name, source=source, **sections)
 
     def to_toml(self) -> str:

@@ -9,6 +9,7 @@ Defined here once, so that no stage spells a file name of another stage's output
         logs/dense, logs/pruning   TensorBoard event files (loss, metric, per-layer sparsity)
         dense.keras     the trained dense model
         sparse.keras    the pruned model, TF-MOT wrappers stripped: what export converts
+        dense_equal.keras  the dense model trained as many epochs as the sparse one ([train] equal_epochs_dense)
         metrics.json    scores, sparsity per layer, epochs, seconds, strategy (written last)
 
     >>> run = RunFolder("runs/mobilenet_v1")
@@ -30,6 +31,7 @@ STATE = "state.json"
 METRICS = "metrics.json"
 DENSE_MODEL = "dense.keras"
 SPARSE_MODEL = "sparse.keras"
+DENSE_EQUAL_MODEL = "dense_equal.keras"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 # What `config.toml`'s first line says: the recipe file the run was resolved from.

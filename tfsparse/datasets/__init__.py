@@ -91,3 +91,12 @@ def load(data_config, model_args: dict[str, Any], max_train_examples: int | None
         splits.x_train = splits.x_train[:max_train_examples]
         splits.y_train = splits.y_train[:max_train_examples]
     return splits
+
+
+def load_for(recipe, max_train_examples: int | None = None) -> Splits:
+    """The recipe's data: its `[data]` set, or for an `[rl]` recipe the environment's probe
+    observations and evaluation episodes (`tfsparse.datasets.gym_env.load_rl`)."""
+    if getattr(recipe, "rl", None) is not None:
+        from tfsparse.datasets.gym_env import load_rl
+        return load_rl(recipe)
+    return load(recipe.data, recipe.model.args, max_train_examples)

@@ -203,7 +203,8 @@ def _runtime_message(error: Exception) -> str:
 
 
 # Signature names per `Splits.preprocessing["kind"]`; images (no kind) keep image -> probabilities.
-INPUT_NAMES = {"tokens": "tokens", "one_hot_state": "state", "log_mel": "log_mel", "log_mel_frame": "frame"}
+INPUT_NAMES = {"tokens": "tokens", "one_hot_state": "state", "log_mel": "log_mel", "log_mel_frame": "frame",
+               "observation": "state"}
 
 
 def metric_score(metric: str | None, out, y) -> float | None:
@@ -521,7 +522,7 @@ def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str
         raise UserError("the int8 variant is calibrated on training data: export it with a recipe's data set")
     log = log or (lambda line: None)
     with captured_stderr():
-        splits = datasets.load(source.recipe.data, source.recipe.model.args) if data else None
+        splits = datasets.load_for(source.recipe) if data else None
         exporter = Exporter(source, splits, int8_weights)
         splits = exporter.splits
     if getattr(splits, "data_report", None) is not None:  # the user's data: say what was read and skipped

@@ -67,6 +67,8 @@ def _latency_table(point: dict | None) -> list[str]:
     head = ["file"] + [h for k in keys for h, _ in report.latency_columns(k, report._threads(point["rows"], k))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in point["rows"]:
+        if r.get("reference"):  # the equal-epochs dense model: no file
+            continue
         cells = [f"`{r['file']}`"] + [c for k in keys for c in report.latency_cells(r, k)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "*vs same weights*: against this file's dense twin (the same weights stored dense), what "
@@ -122,6 +124,7 @@ def card(export_dir: Path, point: dict | None = None) -> str:
                   "All other layers stay dense.", "",
                   "| layer | zeros |", "|---|---|"] + [f"| {k} | {format_pct(v)} |" for k, v in layers.items()] + [""]
     lines += retrieval_card.section(manifest, pick, out)  # empty unless a retrieval encoder
+    lines += report.agent_lines(point)
     lines += ["## Latency", ""] + _latency_table(point) + [""]
     lines += ["## SHA-256", "", "```"]
     for entry in manifest["files"]:

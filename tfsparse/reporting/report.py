@@ -47,8 +47,10 @@ TARGETS = ("host", "arm64-emu")  # bench JSON files: bench/<target>.json
 ANDROID = "android"
 LATENCY_FIELDS = ("threads", "median_ms", "twin_ms", "vs_twin", "vs_dense")
 PLOTS = ("accuracy_vs_sparsity.png", "size_vs_sparsity.png", "latency_vs_sparsity.png")
+GAP_PLOT = "generalisation_gap_vs_sparsity.png"
 CSV_COLUMNS = ["point", "model", "file", "variant", "weights", "target_sparsity", "sparsity", "dense_layers",
-               "accuracy", "metric", "score", "bytes", "gzip_bytes", "size_ratio_vs_dense", "xnnpack", "runs"]
+               "accuracy", "metric", "score", "bytes", "gzip_bytes", "size_ratio_vs_dense", "xnnpack", "runs",
+               "train_score", "train_test_gap"]
 
 
 # ---- reading one point ------------------------------------------------------------------
@@ -183,7 +185,17 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
                     "threads": threads, "median_ms": r.get("avg_ms"), "twin_ms": r.get("twin_avg_ms"),
                     "vs_twin": r.get("speedup_vs_twin"), "vs_dense": r.get("speedup_vs_dense"),
                     "error": r.get("error")}
+        model_gen = (metrics.get("generalisation") or {}).get("dense" if entry["dense"] else "sparse") or {}
+        row["train_score"], row["train_test_gap"] = model_gen.get("train"), model_gen.get("gap")
         rows.append(row)
+    equal = (metrics.get("generalisation") or {}).get("dense_equal_epochs")
+    if equal:  # the reference row: dense trained as long as dense + pruning (Keras; not exported)
+        rows.append({"point": name, "model": manifest.get("model", name), "file": None, "variant": "-",
+                     "weights": f"dense, {equal['epochs']} epochs (Keras)", "reference": True,
+                     "target_sparsity": 0.0, "sparsity": 0.0, "dense_layers": "all", "accuracy": None,
+                     "metric": metrics.get("metric", "accuracy"), "score": equal["test"], "bytes": None,
+                     "gzip_bytes": None, "size_ratio_vs_dense": None, "xnnpack": None, "runs": True, "latency": {},
+                     "train_score": equal["train"], "train_test_gap": equal["gap"]})
     described = {t: {k: b.get(k) for k in ("threads", "litert_version", "device", "note", "runs")}
                  for t, b in benches.items()}
     if android:
@@ -192,6 +204,9 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
             "metric": metrics.get("metric", "accuracy"),
             "keras": {"dense": metrics.get("dense_score"), "sparse": metrics.get("sparse_score")},
             "task": task_summary(name, run_dir, manifest, metrics, rows),
+            "generalisation": metrics.get("generalisation"),
+            # An [rl] run: every seed's dense and sparse score and the reference (tfsparse.training.rl).
+            **({"rl": {k: v for k, v in metrics["rl"].items() if k != "agents"}} if metrics.get("rl") else {}),
             "benchmarks": described, "rows": rows}
 
 
@@ -204,7 +219,7 @@ def _series(rows: list[dict], value, label) -> tuple[dict[str, list[tuple]], lis
     dense = []
     for r in rows:
         v = value(r)
-        if v is None:
+        if v is None or r.get("reference"):
             continue
         if r["weights"] == "dense":
             dense.append(v)
@@ -301,6 +316,48 @@ def write_plots(out_dir: Path, rows: list[dict]) -> list[Path]:
     return [p for p in plots if p is not None]
 
 
+def plot_gap(path: Path, points: list[dict]) -> Path | None:
+    """Train-test gap of the sparse model against sparsity (one point per run, a sweep's line),
+    the dense model's gap and the equally trained dense model's as baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sparse, dense, equal = [], [], []
+    metric = "accuracy"
+    for p in points:
+        g = p.get("generalisation") or {}
+        metric = g.get("metric") or p.get("metric") or metric
+        if g.get("sparse") and p.get("sparsity") is not None:
+            sparse.append((100 * p["sparsity"], g["sparse"]["gap"]))
+        if g.get("dense"):
+            dense.append(g["dense"]["gap"])
+        if g.get("dense_equal_epochs"):
+            equal.append(g["dense_equal_epochs"]["gap"])
+    if not sparse:
+        return None
+    scale = 100 if format_score(metric, 1.0).endswith("%") else 1
+    unit = " (points)" if scale == 100 else ""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    xs, ys = zip(*sorted(sparse))
+    ax.plot(xs, [scale * y for y in ys], marker="o", label="sparse")
+    for values, style, label in ((dense, "--", "dense"), (equal, ":", "dense, equal epochs")):
+        if values:
+            ax.axhline(scale * sum(values) / len(values), color="black", linestyle=style, linewidth=1, label=label)
+    ax.set_xlabel("sparsity of the pruned layers (%)")
+    ax.set_ylabel(f"train - test {metric_label(metric)}{unit}")
+    ax.set_title("Generalisation gap vs sparsity (Keras)")
+    ax.set_xlim(-3, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 # ---- writing ------------------------------------------------------------------------------
 
 
@@ -356,18 +413,89 @@ def latency_cells(row: dict, key: str) -> list[str]:
 def markdown_table(rows: list[dict]) -> str:
     keys = _latency_keys(rows)
     metric = _rows_metric(rows)
-    head = ["model", "variant", "weights", "sparsity", "left dense", metric_label(metric), "size", "gzip size",
-            "XNNPACK (arm64)"]
+    gap = any(r.get("train_test_gap") is not None for r in rows)
+    head = ["model", "variant", "weights", "sparsity", "left dense", metric_label(metric)]
+    head += ["train-test gap (Keras)"] if gap else []
+    head += ["size", "gzip size", "XNNPACK (arm64)"]
     for k in keys:
         head += [h for h, _ in latency_columns(k, _threads(rows, k))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["model"], str(r["variant"]), r["weights"], format_pct(r["sparsity"]), r["dense_layers"],
-                 format_score(metric, r.get("score", r["accuracy"])) if r["runs"] else "fails to run", format_size(r["bytes"]), format_size(r["gzip_bytes"]), r["xnnpack"] or "-"]
+                 format_score(metric, r.get("score", r["accuracy"])) if r["runs"] else "fails to run"]
+        cells += [format_gap(metric, r.get("train_test_gap"))] if gap else []
+        cells += [format_size(r["bytes"]), format_size(r["gzip_bytes"]), r["xnnpack"] or "-"]
         for k in keys:
             cells += latency_cells(r, k)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def format_gap(metric: str, gap) -> str:
+    """A train-test gap in points for a percentage metric, else in the metric's own unit."""
+    if gap is None:
+        return "-"
+    if format_score(metric, 1.0).endswith("%"):
+        return f"{100 * gap:+.2f} pts"
+    return f"{gap:+.4g}"
+
+
+def generalisation_lines(points: list[dict]) -> list[str]:
+    """What the gap column means and, per point, sparse against the equally trained dense model."""
+    lines = []
+    for p in points:
+        g = p.get("generalisation") or {}
+        if not g.get("dense") or not g.get("sparse"):
+            continue
+        metric = g.get("metric") or p.get("metric") or "accuracy"
+        split = g.get("train_split") or (g.get("split") or {}).get("train", "the training split")
+        text = (f"- **{p['name']}** ({metric_label(metric)}, Keras; train = {split}): dense "
+                f"{format_score(metric, g['dense']['train'])} train / {format_score(metric, g['dense']['test'])} test, "
+                f"sparse {format_score(metric, g['sparse']['train'])} / {format_score(metric, g['sparse']['test'])}")
+        equal = g.get("dense_equal_epochs")
+        if equal:
+            diff = g["sparse"]["test"] - equal["test"]
+            text += (f", dense trained {equal['epochs']} epochs like the sparse model "
+                     f"{format_score(metric, equal['train'])} / {format_score(metric, equal['test'])}: sparse vs "
+                     f"equally trained dense {format_gap(metric, diff)} on test")
+        lines.append(text + ".")
+    if lines:
+        lines = ["", "Generalisation: the *train-test gap* column is train minus test (test minus train for an "
+                 "error) of the Keras model each file was converted from; the reference row is the dense model "
+                 "trained as many epochs as dense + pruning (`[train] equal_epochs_dense`), the fair baseline for "
+                 "what pruning costs.", *lines]
+    return lines
+
+
+def agent_lines(point: dict | None) -> list[str]:
+    """For an RL policy (`[rl]` recipe): how it was trained, how to act with it, and every seed's score."""
+    rl = (point or {}).get("rl")
+    if not rl:
+        return []
+    metric = rl["metric"]
+    lines = ["## Agent", "",
+             f"A {rl['algorithm']} agent trained by interaction with gymnasium `{rl['env']}` "
+             f"(`{rl['env_kwargs']}`) for {rl['total_env_steps']} environment steps; it saw only observations, "
+             f"its actions and the reward. The sparse agent was pruned *during* RL training (TF-MOT). "
+             "To act: feed the observation (see Input), take the argmax of `q_values` (greedy policy).", "",
+             f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]} of the greedy policy, {rl['eval']}, "
+             "one dense and one sparse agent per training seed (these files are seed "
+             f"{rl['seeds'][0]}'s):", "",
+             "| agents | " + " | ".join(f"seed {s}" for s in rl["seeds"]) + " | mean ± std |",
+             "|---|" + "---|" * (len(rl["seeds"]) + 1)]
+    for variant in ("dense", "sparse"):
+        summary = rl["summary"][variant]
+        cells = [format_score(metric, summary["per_seed"][str(s)]) for s in rl["seeds"]]
+        spread = (f"{format_score(metric, summary['mean'])} ± {100 * summary['std']:.1f} pts"
+                  if format_score(metric, 1.0).endswith("%") else f"{summary['mean']:.4g} ± {summary['std']:.3g}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {spread} |")
+    reference = rl.get("reference") or {}
+    if reference.get(metric) is not None:
+        lines += ["", f"Reference: {reference['policy']}, {format_score(metric, reference[metric])} on the same episodes."]
+    seconds = {v: rl["summary"][v]["train_seconds_mean"] for v in ("dense", "sparse")}
+    lines += ["", f"Training time per agent (mean over seeds): dense {seconds['dense']:.0f} s, sparse "
+              f"{seconds['sparse']:.0f} s.", ""]
+    return lines
 
 
 def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
@@ -378,6 +506,8 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     # A task metric other than the training one is the data set's own evaluation (FrozenLake: episodes).
     where = ("the test split" if all(p.get("metric", metric) == metric for p in points)
              else "the task's own evaluation, described in the recipe")
+    if any(p.get("rl") for p in points):
+        where = "seeded evaluation episodes of the environment (greedy policy; see Agent below)"
     if all(r.get("score") is None for r in rows):  # a sub-model export (an autoencoder's encoder)
         measured = (f"{label}: not a property of these files (a sub-model); the Keras models' is in the "
                     "training run's metrics.json.")
@@ -408,6 +538,9 @@ def report_markdown(title: str, points: list[dict], plots: list[str]) -> str:
     for (stage, why), names in skips.items():
         where = "" if len(names) == len(points) else f" ({', '.join(names)})"
         lines.append(f"- {stage} skipped{where}: {why}")
+    for p in points:
+        lines += [""] + agent_lines(p) if p.get("rl") else []
+    lines += generalisation_lines(points)
     if plots:
         lines += [""] + [f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -433,6 +566,9 @@ def write(out_dir: Path, title: str, points: list[dict]) -> list[Path]:
     out_dir = Path(out_dir)
     rows = [r for p in points for r in p["rows"]]
     written = write_plots(out_dir, rows)
+    gap_plot = plot_gap(out_dir / GAP_PLOT, points)
+    if gap_plot:
+        written.append(gap_plot)
     atomic.write_json(out_dir / "results.json", {"title": title, "points": points})
     atomic.write_text(out_dir / "results.csv", csv_text(rows))
     atomic.write_text(out_dir / "report.md", report_markdown(title, points, [p.name for p in written]))

@@ -127,7 +127,7 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     from tfsparse import datasets
     from tfsparse.training.trainer import Trainer
 
-    splits = datasets.load(recipe.data, recipe.model.args, options["max_train_examples"])
+    splits = datasets.load_for(recipe, options["max_train_examples"])
     if splits.data_report is not None:
         from tfsparse.datasets.streamed import describe
 
@@ -138,7 +138,13 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     scratch = _worker_scratch(strategy)
     if scratch is not None:
         run_dir = Path(scratch.name) / run_dir.name
-    trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose, log=log)
+    if recipe.rl is not None:  # an agent trained by interaction (tfsparse.training.rl)
+        from tfsparse.training.rl import RLTrainer
+        # --max-train-examples caps each agent's environment steps; --epochs does not apply.
+        trainer = RLTrainer(recipe, splits, run_dir, strategy, max_steps=options["max_train_examples"],
+                            verbose=verbose)
+    else:
+        trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose, log=log)
     trainer.validate(from_model=options["from_model"])
 
     run_dir.mkdir(parents=True, exist_ok=True)

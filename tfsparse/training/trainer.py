@@ -28,6 +28,9 @@ from tfsparse.training.progress import EpochProgress
 from tfsparse.zoo import create_model
 
 keras = tf.keras
+# The train-split metric (generalisation gap) is measured on at most this many training examples.
+TRAIN_EVAL_EXAMPLES = 10_000
+EQUAL_PHASE = "dense_equal"  # the dense reference trained for dense_epochs + epochs (equal_epochs_dense)
 
 
 def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, seed: int = 0):
@@ -151,6 +154,14 @@ class Trainer:
         results = model.evaluate(batches(s.x_test, s.y_test, 256, s.preprocessing), verbose=0, return_dict=True)
         return float(results[self.recipe.train.metric])
 
+    def train_score(self, model) -> float:
+        """The same metric on (the first TRAIN_EVAL_EXAMPLES of) the training split, as evaluated
+        (no dropout, no shuffling): with `score`, the train-test gap of `metrics.json["generalisation"]`."""
+        s, n = self.splits, TRAIN_EVAL_EXAMPLES
+        results = model.evaluate(batches(s.x_train[:n], s.y_train[:n], 256, s.preprocessing), verbose=0,
+                                 return_dict=True)
+        return float(results[self.recipe.train.metric])
+
     def extra_metrics(self, model) -> dict:
         if self.splits.extra_metrics is None:
             return {}
@@ -191,7 +202,8 @@ class Trainer:
         save_for_inference(model, dense_path)
         score = self.score(model)
         self.log(f"[dense] test {self.recipe.train.metric} {score:.4f}")
-        state.mark_finished("dense", dense_score=score, dense_extra=self.extra_metrics(model))
+        state.mark_finished("dense", dense_score=score, dense_train_score=self.train_score(model),
+                            dense_extra=self.extra_metrics(model))
 
     def pruning_phase(self, state, one_shot: str | None):
         config = self.recipe.pruning
@@ -225,7 +237,30 @@ class Trainer:
         stripped = pruning.strip(model)
         stripped.compile(loss=self.recipe.train.loss, metrics=[self.recipe.train.metric])
         save_for_inference(stripped, self.folder.sparse_model)
-        state.mark_finished("pruning", sparse_score=self.score(stripped), sparse_extra=self.extra_metrics(stripped))
+        state.mark_finished("pruning", sparse_score=self.score(stripped), sparse_train_score=self.train_score(stripped),
+                            sparse_extra=self.extra_metrics(stripped))
+
+    def equal_epochs_phase(self, state):
+        """`[train] equal_epochs_dense`: the dense model trained `epochs` more epochs without pruning,
+        with the pruning phase's optimizer and learning-rate schedule, so it has trained exactly as
+        long as the sparse model: the fair reference for "sparse loses x points" (the pruning phase
+        is also more training). Checkpointed per epoch like the other phases."""
+        if state.finished(EQUAL_PHASE):
+            return
+        epochs = self.epochs(self.recipe.train.epochs)
+        state.data["epochs_done"].setdefault(EQUAL_PHASE, 0)
+        state.data["seconds"].setdefault(EQUAL_PHASE, [])
+        ckpt = self.ckpt_dir / f"{EQUAL_PHASE}.keras"
+        with self.strategy.scope():
+            if ckpt.exists():
+                model = keras.models.load_model(ckpt)
+            else:
+                model = keras.models.load_model(self.folder.dense_model, compile=False)
+                self.compile(model, self.recipe.train.pruning_learning_rate, epochs * self.steps_per_epoch())
+        self.fit(model, EQUAL_PHASE, epochs, state, [keras.callbacks.TensorBoard(str(self.folder.logs(EQUAL_PHASE)))])
+        save_for_inference(model, self.run_dir / run_folder.DENSE_EQUAL_MODEL)
+        state.mark_finished(EQUAL_PHASE, dense_equal_score=self.score(model),
+                            dense_equal_train_score=self.train_score(model))
 
     def one_shot(self, dense, method: str):
         """Zeros `final_sparsity` of each policy-selected kernel at once (by magnitude or at random)."""
@@ -248,6 +283,8 @@ class Trainer:
     def run(self, state, from_model: str | None = None, one_shot: str | None = None) -> dict:
         self.dense_phase(state, from_model)
         self.pruning_phase(state, one_shot)
+        if self.recipe.train.equal_epochs_dense and not one_shot and not from_model:
+            self.equal_epochs_phase(state)
         metrics = self.metrics(state)
         atomic.write_json(self.folder.metrics, metrics)
         return metrics
@@ -268,13 +305,15 @@ class Trainer:
             **({"dense_accuracy": state.data["dense_score"], "sparse_accuracy": state.data["sparse_score"]}
                if self.recipe.train.metric == "accuracy" else {}),
             "extra": {"dense": state.data["dense_extra"], "sparse": state.data["sparse_extra"]},
+            **generalisation(state.data, self.recipe.train, len(self.splits.x_train)),
             "target_sparsity": self.recipe.pruning.final_sparsity,
             "overall_sparsity": pruning.overall_sparsity(sparse, names),
             "layer_sparsity": pruning.layer_sparsity(sparse, names),
             "parameters": total,
             "nonzero_parameters": total - zeros,
             "schedule": state.data["schedule"],
-            "epochs": dict(state.data["epochs_done"]),
+            # The dense and pruning phases (the equal-epochs reference is in "generalisation").
+            "epochs": {k: v for k, v in state.data["epochs_done"].items() if k != EQUAL_PHASE},
             "train_examples": len(self.splits.x_train),
             # The user's data: classes, examples per split, unreadable files (counted and named).
             **({"data": self.splits.data_report} if self.splits.data_report is not None else {}),
@@ -287,6 +326,31 @@ class Trainer:
                 "pruned": _mean(seconds["pruning"]),
             },
         }
+
+
+def generalisation(data: dict, train, train_examples: int) -> dict:
+    """`dense_train_score`, `sparse_train_score` and `generalisation` (train, test and gap per model,
+    plus the equal-epochs dense reference when it was trained) for metrics.json."""
+    def entry(prefix: str, epochs: int) -> dict | None:
+        test, fit = data.get(f"{prefix}_score"), data.get(f"{prefix}_train_score")
+        if test is None or fit is None:
+            return None
+        # The gap is train minus test for a score (accuracy), test minus train for an error (mse, mae).
+        gap = fit - test if train.metric == "accuracy" else test - fit
+        return {"train": fit, "test": test, "gap": round(gap, 6), "epochs": epochs}
+
+    done = data.get("epochs_done", {})
+    models = {"dense": entry("dense", done.get("dense", 0)),
+              "sparse": entry("sparse", done.get("dense", 0) + done.get("pruning", 0)),
+              "dense_equal_epochs": entry("dense_equal", done.get("dense", 0) + done.get(EQUAL_PHASE, 0))}
+    out = {"dense_train_score": data.get("dense_train_score"), "sparse_train_score": data.get("sparse_train_score"),
+           "generalisation": {"metric": train.metric,
+                              "train_split": f"the first {min(train_examples, TRAIN_EVAL_EXAMPLES)} training "
+                                             "examples, evaluated like the test split",
+                              **{k: v for k, v in models.items() if v is not None}}}
+    if models["dense_equal_epochs"] is not None:
+        out["dense_equal_epochs_score"] = models["dense_equal_epochs"]["test"]
+    return out
 
 
 def _mean(values):
