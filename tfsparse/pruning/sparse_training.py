@@ -300,19 +300,22 @@ class SparseTraining(tf.keras.callbacks.Callback):
             scores = self.dense_gradients(names)
         else:
             scores = {n: self.rng.random(self.masks[n].shape) for n in names}
-        changed = {}
+        changed, dropped = {}, {}
         for name in names:
             kernel = self.kernels[name]
             weights = kernel.numpy()
             new, grown = drop_and_grow(weights, self.masks[name], fraction, scores[name])
             changed[name] = int(grown.sum())
+            dropped[name] = int(math.floor(fraction * int(self.masks[name].sum())))
             # Regrown connections start at zero, with no optimiser state (RigL section 3).
             kernel.assign(np.where(grown, 0, weights).astype(weights.dtype))
             for slot in self.slots[name]:
                 slot.assign(np.where(grown, 0, slot.numpy()).astype(slot.dtype.as_numpy_dtype))
             self.masks[name] = new
             self.mask_vars[name].assign(new)
-        entry = {"step": step, "drop_fraction": round(fraction, 6), "changed": changed,
+        # `dropped`: the weights each layer dropped (and regrew); `changed`: connections that are new
+        # (a position can be dropped and regrown at once: RigL's rule lets it, then it is not new).
+        entry = {"step": step, "drop_fraction": round(fraction, 6), "dropped": dropped, "changed": changed,
                  "changed_total": sum(changed.values())}
         self.history.append(entry)
         if self._writer:
@@ -326,7 +329,7 @@ class SparseTraining(tf.keras.callbacks.Callback):
     def dense_gradients(self, names) -> dict:
         """|dL/dW| for every position of each masked kernel (the masked weights are zero, so this is
         the gradient of the dense network at the sparse point), on one batch drawn with `rng`."""
-        x, y = self.gradient_batch(self.rng)
+        x, y = (tf.convert_to_tensor(v) for v in self.gradient_batch(self.rng))
         variables = [self.kernels[n] for n in names]
         with tf.GradientTape() as tape:
             # training=False: no dropout noise and no batch-statistics side effects from this extra pass.
