@@ -306,3 +306,19 @@ def test_resume_after_kill_continues_with_identical_masks(tmp_path):
     metrics = json.loads((killed / "metrics.json").read_text())
     assert metrics["epochs"] == {"dense": 0, "pruning": 4} and metrics["dense_score"] is None
     assert abs(metrics["overall_sparsity"] - 0.9) < 0.005
+
+
+def test_api_callback_keeps_a_plain_model_at_the_policy_layers_sparsity():
+    import tfsparse as api
+
+    model = _tiny_model()
+    x, y = _data(32)
+    callback = api.sparse_training_callback(model, {"method": "static", "distribution": "uniform",
+                                                    "final_sparsity": 0.5, "policy": "pw", "exclude": "^pw1$"},
+                                            total_steps=4)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    assert list(callback.masks) == ["pw2"]
+    assert np.mean(model.get_layer("pw2").kernel.numpy() == 0) == 0.5
+    assert np.mean(model.get_layer("pw1").kernel.numpy() == 0) == 0
+    with pytest.raises(api.TfsparseError, match="trains sparse from the first step"):
+        api.prune(model, {"method": "rigl", "final_sparsity": 0.5}, total_steps=4)

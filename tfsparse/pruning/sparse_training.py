@@ -76,6 +76,34 @@ def is_sparse_from_scratch(config) -> bool:
 # ---- layer sparsities -------------------------------------------------------------------------
 
 
+def selected_layers(model, config) -> list[str]:
+    """The layers the recipe's policy makes sparse: exactly those `magnitude.apply_pruning`
+    would wrap (xnnpack / all / regex, minus `exclude`), found by wrapping a throw-away clone."""
+    from tfsparse.pruning import magnitude
+
+    magnitude.check_policy(model, config)
+    probe = magnitude.apply_pruning(model, config, magnitude.one_shot_schedule(config))
+    return magnitude.pruned_layer_names(probe)
+
+
+def callback_for(model, config, total_steps: int, *, seed: int = 0, gradient_batch=None, log_dir=None,
+                 checkpoints=None) -> "SparseTraining":
+    """A `SparseTraining` callback for `model` from a `[pruning]` section: the policy's layers, masks
+    drawn with `seed` at the section's distribution and `final_sparsity`, its update schedule over
+    `total_steps` (no rescaling). Fit the compiled model with it; the model stays plain Keras."""
+    from tfsparse.pruning import magnitude
+
+    if config.method == "gradual":
+        raise ValueError("pruning.method = 'gradual' is TF-MOT's pruning, not sparse training")
+    names = selected_layers(model, config)
+    shapes = {n: tuple(magnitude.prunable_kernel(model.get_layer(n)).shape) for n in names}
+    rng = np.random.default_rng(seed)
+    masks = random_masks(shapes, layer_sparsities(shapes, config.final_sparsity, setting(config, "distribution")), rng)
+    return SparseTraining(config.method, masks, update_schedule(config, total_steps, total_steps), rng,
+                          magnitude.prunable_kernel, gradient_batch=gradient_batch, checkpoints=checkpoints,
+                          log_dir=log_dir)
+
+
 def n_zeros(size: int, sparsity: float) -> int:
     """Zeros of a layer with `size` weights at `sparsity` (nearest integer)."""
     return int(round(sparsity * size))

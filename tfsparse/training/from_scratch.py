@@ -34,12 +34,6 @@ keras = tf.keras
 PHASE = "pruning"  # the run's epochs are counted where a gradual run counts its sparse ones
 
 
-def selected_layers(model, config) -> list[str]:
-    """The layers the recipe's policy makes sparse: those `magnitude.apply_pruning` would wrap."""
-    probe = pruning.apply_pruning(model, config, pruning.one_shot_schedule(config))
-    return pruning.pruned_layer_names(probe)
-
-
 def resumable_batches(trainer, initial_epoch: int):
     """The training batches as one seeded, endless stream, skipped to `initial_epoch`.
 
@@ -93,7 +87,7 @@ def sparse_phase(trainer, state):
         else:
             done = 0
             model = trainer.build_model()
-            names = selected_layers(model, config)
+            names = st.selected_layers(model, config)
             shapes = {n: tuple(pruning.prunable_kernel(model.get_layer(n)).shape) for n in names}
             distribution = st.setting(config, "distribution")
             targets = st.layer_sparsities(shapes, config.final_sparsity, distribution)
