@@ -144,7 +144,7 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     state = RunState(run_dir)
     state.data["options"] = options
     state.save()
-    return trainer.train(state, from_model=options["from_model"], one_shot=options["one_shot"])
+    return trainer.run(state, from_model=options["from_model"], one_shot=options["one_shot"])
 
 
 def main(argv=None):

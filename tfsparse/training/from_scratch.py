@@ -64,7 +64,7 @@ def sparse_phase(trainer, state):
     """Trains the recipe's model sparse from the first step; writes sparse.keras and dense.keras."""
     from tfsparse.training.trainer import EpochCheckpoint, save_for_inference
 
-    recipe, run = trainer.recipe, trainer.run
+    recipe, run = trainer.recipe, trainer.folder
     config, train = recipe.pruning, recipe.train
     if not state.finished("dense"):
         state.mark_finished("dense", dense_score=None, dense_extra={})

@@ -229,9 +229,7 @@ class Trainer:
         n_full = self.splits.full_train_examples or len(self.splits.x_train)
         return self.recipe.train.epochs * pruning.steps_per_epoch(n_full, self.recipe.train.batch_size)
 
-    def train(self, state, from_model: str | None = None, one_shot: str | None = None) -> dict:
-        """Both phases (or the sparse-from-scratch one) and metrics.json. (Named `train`: the
-        attribute `self.run`, the RunFolder, hid a method called `run`.)"""
+    def run(self, state, from_model: str | None = None, one_shot: str | None = None) -> dict:
         if self.recipe.pruning.method != "gradual":
             # static / SET / RigL: sparse from the first step, no dense phase (training.from_scratch).
             from tfsparse.training import from_scratch
