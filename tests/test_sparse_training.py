@@ -267,9 +267,9 @@ def test_resume_after_kill_continues_with_identical_masks(tmp_path):
     """SET on a tiny MobileNetV1 (4 epochs of 4 steps): killed after an epoch and resumed, the run
     ends with the same masks, update history and weights, bit for bit, as an uninterrupted run
     (deterministic kernels, no dropout: see tfsparse.training.from_scratch)."""
-    # update_every 100 at full size rescales to every step of this 16-step run (updates until step 12).
+    # update_every 100 at full size rescales to every step of this 16-step run, updates until the last.
     args = [*TINY, "--set", 'pruning.method="set"', "--set", 'pruning.distribution="erk"',
-            "--set", "train.dense_epochs=2", "--set", "train.epochs=2"]
+            "--set", "pruning.stop_updates=1.0", "--set", "train.dense_epochs=2", "--set", "train.epochs=2"]
     env = {"TF_DETERMINISTIC_OPS": "1"}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     reference = tfsparse_cli("train", RECIPE, "--out", whole, *args, env=env, popen=True)
