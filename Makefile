@@ -47,8 +47,10 @@ data: install
 demo: data
 	$(PY) -m tfsparse.pipeline $(RECIPE)
 
+# Two workers (pytest-xdist); a file, and the files sharing a trained session fixture, stay
+# in one worker (tests/conftest.py). `.venv/bin/pytest tests/test_x.py` runs one file serially.
 test: data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # 10,000 mutated .tflite files through the reader and XNNPACK analysis (tests run 400):
 # writes bench/fuzz.json (count, crashes, hangs, seconds, seed); exit 1 on any crash or hang.

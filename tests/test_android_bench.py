@@ -327,6 +327,32 @@ def test_a_real_sparse_file_is_timed_beside_its_dense_twin(tmp_path):
     assert_cleaned(bench)
 
 
+def test_the_python_api_runs_the_same_session_in_process(tmp_path, monkeypatch):
+    """`tfsparse.android_bench(...)` (no run.sh, no subprocess of ours) against the same stand-in
+    device: returns the rows and ratios the command reports, and a bad option is a TfsparseError."""
+    sys.path.insert(0, str(REPO))
+    import tfsparse
+    from tests.graphs import build_tflite
+
+    bench = Bench(tmp_path, {"latency_us": {"dense": 30000, "sparse": 6000}, "latency_by_name": {"twin": 24000}})
+    export = bench.export("net", [("net.dense.fp32.tflite", "fp32", True), ("net.sparse.fp32.tflite", "fp32", False)])
+    (export / "net.dense.fp32.tflite").write_bytes(build_tflite("unpruned"))
+    (export / "net.sparse.fp32.tflite").write_bytes(build_tflite("mobilenet"))
+    for key, value in bench.env().items():
+        monkeypatch.setenv(key, value)
+    lines: list[str] = []
+    results = tfsparse.android_bench([export], out=bench.out, threads=[1, 2], runs=5, log=lines.append)
+    assert isinstance(results, tfsparse.AndroidBenchResults) and results.device["abi"] == "arm64-v8a"
+    assert len(results.rows) == 3 * 2 and all(r["status"] == "ok" for r in results.rows)
+    assert results.speedup(threads=2) == pytest.approx(24000 / 6000)
+    assert results.speedup(threads=1, baseline_kind="unpruned_dense") == pytest.approx(30000 / 6000)
+    assert json.loads(results.to_json())["results"] == bench.results()  # what results.json says
+    assert any("threads=2" in line for line in lines)
+    assert_cleaned(bench)
+    with pytest.raises(tfsparse.TfsparseError, match="threads"):
+        tfsparse.android_bench([export], out=tmp_path / "bad", threads=[0])
+
+
 def test_every_output_format(tmp_path):
     formats = {"plainfmt": "plain", "samefmt": "all_same", "zerofmt": "count0", "nomemfmt": "no_memory",
                "csvfmt": "csv"}

@@ -34,59 +34,6 @@ def _run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
 
 
-def test_notebook_create_prune_fit_strip_convert_inspect_twin_bench():
-    import tensorflow as tf
-
-    from tfsparse.pruning.magnitude import overall_sparsity, pruned_layer_names
-
-    tf.keras.utils.set_random_seed(0)
-    model = tfsparse.create_model("mobilenet_v1", width_multiplier=0.25, input_size=32, num_classes=10)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (64, 32, 32, 3)).astype(np.float32)
-    y = rng.integers(0, 10, 64)
-
-    pruned = tfsparse.prune(model, {"final_sparsity": 0.9, "policy": "xnnpack"}, total_steps=8)
-    names = pruned_layer_names(pruned)
-    assert names and all("pw" in n for n in names)  # the xnnpack policy prunes the 1x1 convolutions
-    pruned.compile("adam", "sparse_categorical_crossentropy")
-    history = pruned.fit(x, y, batch_size=8, epochs=1, callbacks=tfsparse.pruning_callbacks(), verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-
-    sparse = tfsparse.strip(pruned)
-    assert not any("prune_low_magnitude" in layer.name for layer in sparse.layers)
-    assert overall_sparsity(sparse, names) == pytest.approx(0.9, abs=0.005)
-
-    data = tfsparse.convert(sparse, "fp32")
-    assert data[4:8] == b"TFL3"
-    keras_out = sparse.predict(x[:1], verbose=0)
-    np.testing.assert_allclose(_run_tflite(data, x[:1]), keras_out, atol=1e-5)
-
-    report = tfsparse.inspect(data)
-    assert isinstance(report, tfsparse.InspectReport)
-    assert report.sparse_tensors >= len(names) - 1 and report.densify_ops == report.sparse_tensors
-    assert report.verdict == "sparse" and report.sparse_clusters == 1
-    assert all(isinstance(f, tfsparse.Finding) and f.code and f.message for f in report.findings)
-    assert not report.has("no_sparse_tensor") and not report.has("not_eligible")
-    assert json.loads(report.to_json())["verdict"] == "sparse"
-    assert "XNNPACK (arm64): SPARSE" in str(report)
-    assert tfsparse.inspect(data, target="x86-avx").has("x86_avx")
-
-    twin = tfsparse.twin(data)
-    twin_report = tfsparse.inspect(twin)
-    assert twin_report.sparse_tensors == 0 and twin_report.densify_ops == 0 and twin_report.verdict == "dense"
-    assert twin_report.has("no_sparse_tensor")
-    np.testing.assert_array_equal(_run_tflite(twin, x[:1]), _run_tflite(data, x[:1]))
-
-    results = tfsparse.bench({"model.sparse.fp32": data}, target="host", runs=3, warmup=1)
-    assert isinstance(results, tfsparse.BenchResults) and results.target == "host"
-    assert len(results.results) == 2  # the file and its dense twin
-    assert all(r["error"] is None and r["median_ms"] > 0 and r["runs"] == 3 for r in results.results)
-    ratio = results.speedup()
-    assert ratio is not None and ratio > 0
-    assert [p["baseline_kind"] for p in results.pairs] == ["same_weights"]
-    assert json.loads(results.to_json())["pairs"][0]["speedup"] == ratio
-
-
 def test_train_returns_a_result_and_a_finished_run_resumes_to_the_same_result(tmp_path):
     tiny = ["model.width_multiplier=0.25", "model.depth=4", "train.batch_size=64", "data.validation_examples=256"]
     result = tfsparse.train(ROOT / "models" / "mobilenet_v1.toml", tmp_path / "run", overrides=tiny,
@@ -119,20 +66,75 @@ def _readme_api_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
+def test_readme_api_example_is_the_notebook_path(tmp_path, monkeypatch, capsys):
+    """The README's Python API example, run as written in one process (no subprocess):
+    create_model -> prune -> fit -> strip -> convert -> inspect -> twin -> bench -> export,
+    then every returned object checked as a notebook user would rely on it."""
+    import tensorflow as tf
+
+    from tfsparse.pruning.magnitude import overall_sparsity, pruned_layer_names
+
     code = _readme_api_example()
     assert 10 <= len(code.strip().splitlines()) <= 20
+    for step in ("create_model", "prune(", "fit(", "strip(", "convert(", "inspect(", "twin(", "bench(", "export("):
+        assert f"tfsparse.{step}" in code or f".{step}" in code, step
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(code, "README.md (Python API)", "exec"), namespace)
-    assert namespace["report"].verdict == "sparse"
-    assert namespace["results"].speedup() > 0
-    manifest = namespace["manifest"]
+    tf.keras.utils.set_random_seed(0)
+    ns: dict = {}
+    exec(compile(code, "README.md (Python API)", "exec"), ns)
+
+    names = pruned_layer_names(ns["pruned"])
+    assert names and all("pw" in n for n in names)  # the xnnpack policy prunes the 1x1 convolutions
+    sparse = ns["sparse"]
+    assert not any("prune_low_magnitude" in layer.name for layer in sparse.layers)
+    assert overall_sparsity(sparse, names) == pytest.approx(0.9, abs=0.005)
+
+    data, x = ns["data"], ns["x"][:1]
+    assert data[4:8] == b"TFL3"
+    np.testing.assert_allclose(_run_tflite(data, x), sparse.predict(x, verbose=0), atol=1e-5)
+
+    report = ns["report"]
+    assert isinstance(report, tfsparse.InspectReport)
+    assert report.sparse_tensors >= len(names) - 1 and report.densify_ops == report.sparse_tensors
+    assert report.verdict == "sparse" and report.sparse_clusters == 1
+    assert all(isinstance(f, tfsparse.Finding) and f.code and f.message for f in report.findings)
+    assert not report.has("no_sparse_tensor") and not report.has("not_eligible")
+    assert json.loads(report.to_json())["verdict"] == "sparse"
+    assert "XNNPACK (arm64): SPARSE" in str(report)
+    assert tfsparse.inspect(data, target="x86-avx").has("x86_avx")
+
+    twin_report = tfsparse.inspect(ns["twin"])
+    assert twin_report.sparse_tensors == 0 and twin_report.densify_ops == 0 and twin_report.verdict == "dense"
+    assert twin_report.has("no_sparse_tensor")
+    np.testing.assert_array_equal(_run_tflite(ns["twin"], x), _run_tflite(data, x))
+
+    results = ns["results"]
+    assert isinstance(results, tfsparse.BenchResults) and results.target == "host"
+    assert len(results.results) == 2  # the file and its dense twin
+    assert all(r["error"] is None and r["median_ms"] > 0 and r["runs"] == 5 for r in results.results)
+    ratio = results.speedup()
+    assert ratio is not None and ratio > 0
+    assert [p["baseline_kind"] for p in results.pairs] == ["same_weights"]
+    assert json.loads(results.to_json())["pairs"][0]["speedup"] == ratio
+
+    manifest = ns["manifest"]
     assert [f["path"] for f in manifest.files] == ["mine.dense.fp32.tflite", "mine.sparse.fp32.tflite"]
     assert all(f["runs"] and f["score"] is None for f in manifest.files)  # no data: no accuracy, still exported
     assert manifest.files[1]["xnnpack"]["verdict"] == "sparse"
     assert (tmp_path / "export" / "mine" / "manifest.json").is_file()
     assert "sparse" in capsys.readouterr().out
+
+
+def test_every_docstring_example_of_the_api_runs(monkeypatch):
+    """The examples `help(tfsparse.api)` shows are run as written (doctest), so they cannot rot.
+    Only training and a report of a finished run are marked +SKIP (minutes; covered above)."""
+    import doctest
+
+    from tfsparse import api
+
+    monkeypatch.chdir(ROOT)  # the examples name models/*.toml as a user in a checkout would
+    result = doctest.testmod(api, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 25 and result.failed == 0, result
 
 
 def test_load_recipe_overrides_and_errors(tmp_path):

@@ -7,8 +7,6 @@ to build: their export, including `[export] output_layer`, is shown in the issue
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,25 +21,16 @@ ROOT = Path(__file__).parent.parent
 TINY = ["--epochs", "1", "--max-train-examples", "256"]
 
 
-def _train_and_export(recipe: str, tmp_path_factory) -> tuple[Path, dict]:
-    run = tmp_path_factory.mktemp(recipe) / recipe
-    result = subprocess.run([sys.executable, "-m", "tfsparse.train", f"models/{recipe}.toml", "--out", str(run), *TINY],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = run.parent / "export"
-    # In-process: one TensorFlow start-up for both recipes' exports.
-    assert export_cli.main([str(run), "--variants", "fp32", "--out", str(out)]) == 0
-    return out, json.loads((out / "manifest.json").read_text())
+@pytest.fixture(scope="module")
+def frozenlake(quick_pipeline):
+    run = quick_pipeline("frozenlake")
+    return run.export_dir, run.manifest(), run.run_dir
 
 
 @pytest.fixture(scope="module")
-def frozenlake(tmp_path_factory):
-    return _train_and_export("frozenlake", tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def bbc_news(tmp_path_factory):
-    return _train_and_export("bbc_news", tmp_path_factory)
+def bbc_news(quick_pipeline):
+    run = quick_pipeline("bbc_news")
+    return run.export_dir, run.manifest(), run.run_dir
 
 
 def _interpreter(path: Path):
@@ -55,7 +44,7 @@ def _interpreter(path: Path):
 def test_frozenlake_files_carry_the_success_rate_of_their_own_policy(frozenlake):
     from tfsparse.datasets import frozenlake as lake
 
-    out, manifest = frozenlake
+    out, manifest, run_dir = frozenlake
     recipe = load_recipe(ROOT / "models" / "frozenlake.toml")
     env = lake.make_env(recipe.data.is_slippery, recipe.data.map_name)
     assert manifest["metric"] == "accuracy"
@@ -71,6 +60,10 @@ def test_frozenlake_files_carry_the_success_rate_of_their_own_policy(frozenlake)
         policy = np.array([np.argmax(runner(state=s[None])["probabilities"]) for s in states])
         assert entry["extra"]["success_rate"] == pytest.approx(lake.success_rate(env, policy))
         assert 0.0 <= entry["extra"]["success_rate"] <= entry["extra"]["optimal_success_rate"] + 0.05
+    # ...and it is the Keras model's: the sparse file scores exactly what training measured.
+    trained = json.loads((run_dir / "metrics.json").read_text())["extra"]
+    sparse = next(e for e in manifest["files"] if not e["dense"])
+    assert sparse["extra"]["success_rate"] == trained["sparse"]["success_rate"]
 
 
 def test_bbc_news_takes_int32_token_ids_and_counts_the_embedding(bbc_news):
@@ -78,7 +71,7 @@ def test_bbc_news_takes_int32_token_ids_and_counts_the_embedding(bbc_news):
 
     from tfsparse import datasets
 
-    out, manifest = bbc_news
+    out, manifest, run_dir = bbc_news
     assert manifest["sparsity"]["layers"]["embedding"] > 0.5  # pruned: counted via prunable_kernel
     entry = next(e for e in manifest["files"] if not e["dense"])
     info = tflite_metadata.read((out / entry["path"]).read_bytes())
@@ -94,7 +87,6 @@ def test_bbc_news_takes_int32_token_ids_and_counts_the_embedding(bbc_news):
     tokens = splits.x_test[:4].astype(np.int32)
     runner = interpreter.get_signature_runner()
     litert = np.concatenate([runner(tokens=t[None])["probabilities"] for t in tokens])
-    run_dir = out.parent / "bbc_news"
     keras = tf.keras.models.load_model(run_dir / "sparse.keras", compile=False)(tokens).numpy()
     np.testing.assert_allclose(litert, keras, atol=1e-5)
     assert entry["parity"]["top1_agreement"] is not None and entry["parity"]["max_abs_diff"] < 1e-4

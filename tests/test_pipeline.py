@@ -148,7 +148,8 @@ def test_rerun_skips_every_finished_stage(point, tmp_path):
     assert result.returncode == 0, result.stderr
     stages = json.loads((copy / "pipeline.json").read_text())["stages"]
     assert {s["status"] for s in stages.values()} == {"complete (skipped)"}, stages
-    assert "tfsparse.train" not in result.stdout and "tfsparse.export" not in result.stdout
+    assert "[pipeline] train: complete, skipped" in result.stdout
+    assert "[pipeline] tfsparse train" not in result.stdout and "[pipeline] tfsparse export" not in result.stdout
     assert {p: p.stat().st_mtime_ns for p in shipped} == shipped
 
 

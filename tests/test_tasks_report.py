@@ -25,14 +25,8 @@ def run(module: str, *args, timeout=600) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("tasks")
-    out = {}
-    for recipe in ("bbc_news", "frozenlake"):
-        result = run("pipeline", ROOT / "models" / f"{recipe}.toml", "--quick", "--skip-arm64", "--out", base / recipe)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        out[recipe] = base / recipe
-    return out
+def folders(quick_pipeline) -> dict[str, Path]:
+    return {recipe: quick_pipeline(recipe).out for recipe in ("bbc_news", "frozenlake")}
 
 
 def _manifest(folder: Path) -> dict:

@@ -35,15 +35,14 @@ def assert_reached(m: dict, target: float):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "smoke"
-    result = train(RECIPE, "--out", run, "--epochs", 1, "--max-train-examples", 512, *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run, result
+def smoke_run(tiny_run):
+    """The session's tiny run (tests/conftest.py: 1 epoch per phase on 256 images, --quiet) and
+    what `python -m tfsparse.train` printed."""
+    return tiny_run, (tiny_run.parent / "train.stdout").read_text()
 
 
 def test_smoke_run_writes_every_output_and_reaches_target(smoke_run):
-    run, result = smoke_run
+    run, stdout = smoke_run
     for name in ("dense.keras", "sparse.keras", "config.toml", "metrics.json", "checkpoints/pruning.keras"):
         assert (run / name).is_file(), name
     m = metrics(run)
@@ -57,7 +56,7 @@ def test_smoke_run_writes_every_output_and_reaches_target(smoke_run):
     # An 8-step pruning phase still ends at final_sparsity, on TF-MOT's pruning grid.
     s = m["schedule"]
     assert s["end_step"] <= 8 and (s["end_step"] - s["begin_step"]) % s["frequency"] == 0
-    assert "[pruning]" in result.stdout and "sparse accuracy" in result.stdout
+    assert "[pruning]" in stdout and "sparse accuracy" in stdout
     assert list((run / "logs").rglob("events.out.tfevents.*")), "no TensorBoard summaries"
     config = (run / "config.toml").read_text()
     assert "width_multiplier = 0.25" in config and "final_sparsity = 0.9" in config
@@ -150,13 +149,22 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     (["--set", "model.name=inception"], "_pool' (MaxPooling2D) cannot run inside XNNPACK's sparse subgraph"),
     (["--epochs", "0"], "--epochs must be >= 1, got 0"),
 ])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message, capsys):
+    """In-process through the `tfsparse train` command (what the console script runs), so the
+    seven cases share one TensorFlow start-up; test_missing_recipe_and_missing_data checks a
+    real process's exit status and stderr."""
+    from tfsparse import commands
+
     out = tmp_path / "never"
-    result = train(RECIPE, "--out", out, *args)
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len([line for line in result.stderr.splitlines() if "error" in line]) == 1
+    try:
+        status = commands.main(["train", str(RECIPE), "--out", str(out), *args])
+    except SystemExit as e:  # argparse's usage errors exit from the parser, as in the console script
+        status = e.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
     assert not out.exists()
 
 

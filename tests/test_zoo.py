@@ -18,6 +18,7 @@ SMALL = {
     "policy_net": {"num_states": 16, "hidden_units": 8, "num_classes": 4},
     "text_classifier": {"vocab_size": 50, "sequence_length": 12, "embedding_dim": 8, "hidden_units": 8,
                         "num_classes": 5},
+    "splade_encoder": {"vocab_size": 50, "embedding_dim": 8},
 }
 IMAGE_MODELS = ["inception", "mobilenet_v1", "mobilenet_v2"]
 XNNPACK_READY = {"mobilenet_v1", "mobilenet_v2"}

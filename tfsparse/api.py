@@ -38,8 +38,8 @@ from tfsparse.run_folder import RunFolder
 
 __all__ = ["load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
            "sparse_training_callback",
-           "convert", "export", "inspect", "twin", "bench", "report", "TrainResult", "Manifest",
-           "InspectReport", "Finding", "BenchResults", "ReportResult"]
+           "convert", "export", "inspect", "twin", "bench", "android_bench", "report", "TrainResult", "Manifest",
+           "InspectReport", "Finding", "BenchResults", "AndroidBenchResults", "ReportResult"]
 
 
 def _json(obj) -> str:
@@ -399,9 +399,9 @@ def export(model_or_path, out_dir, *, recipe=None, dense_model=None, variants: S
         The `Manifest`.
 
     Example:
-        >>> import tfsparse
+        >>> import tempfile, tfsparse
         >>> model = tfsparse.create_model("mobilenet_v1", width_multiplier=0.25, input_size=32, num_classes=10)
-        >>> manifest = tfsparse.export(model, "/tmp/tfsparse_doc_export")
+        >>> manifest = tfsparse.export(model, tempfile.mkdtemp())
         >>> [f["path"] for f in manifest.files]
         ['mobilenet_v1.dense.fp32.tflite', 'mobilenet_v1.sparse.fp32.tflite']
     """
@@ -646,6 +646,84 @@ def bench(files, target: str = "host", *, runs: int = 10, warmup: int = 2, threa
         rep = bench_mod.measure(model_files, pairs, target, runner, version, threads, warmup, runs, timeout,
                                 seed, tolerance, log=log or (lambda line: None))
     return BenchResults(rep["target"], rep["litert_version"], rep["results"], rep["pairs"], rep)
+
+
+@dataclass
+class AndroidBenchResults:
+    """A benchmark session on an Android device: one row per file and thread count.
+
+    `rows`: dicts with `model`, `path`, `threads`, `status`, `avg_ms`, `median_ms`,
+    `speedup_vs_twin` (against the same weights stored dense: what XNNPACK's sparse path gains
+    on this phone), `speedup_vs_dense` (against the unpruned dense file), `sparse_engaged` (the
+    op profile shows XNNPACK's sparse kernels). `out` holds results.json/csv and summary.md.
+    """
+
+    out: Path
+    device: dict
+    settings: dict
+    rows: list[dict]
+
+    def speedup(self, sparse: str | Path | None = None, threads: int = 1, baseline_kind: str = "same_weights"):
+        """The first matching sparse file's ratio at `threads`: vs its twin, or "unpruned_dense"."""
+        key = "speedup_vs_twin" if baseline_kind == "same_weights" else "speedup_vs_dense"
+        for r in self.rows:
+            if r["threads"] == threads and r[key] is not None and (sparse is None or r["path"] == str(sparse)):
+                return r[key]
+        return None
+
+    def to_json(self) -> str:
+        return _json({"out": str(self.out), "device": self.device, "settings": self.settings, "results": self.rows})
+
+
+def android_bench(files, *, benchmark_binary=None, out=None, threads: Sequence[int] = (1, 2, 4), runs: int = 50,
+                  warmup: int = 1, serial: str | None = None, avd: str | None = None, adb: str | None = None,
+                  twins: bool = True, xnnpack: bool = True, op_profiling: bool = True, timeout: float | None = None,
+                  log=None) -> AndroidBenchResults:
+    """Times .tflite files on an Android phone or emulator over adb with LiteRT's benchmark_model.
+
+    The same run as `tfsparse android-bench` (and `android_bench/run.sh`): pushes the files,
+    each sparse file's dense twin and the binary, runs every file at every thread count,
+    cleans the device, writes the report. The only place tfsparse measures real phone speed.
+
+    Args:
+        files: .tflite paths and/or export folders (sparse files pair with their dense file).
+        benchmark_binary: LiteRT's `benchmark_model` for the device's ABI (default:
+            $TFSPARSE_BENCHMARK_MODEL); `tfsparse android-bench --help` says where to get one.
+        out: report folder (default bench/android/<time>).
+        threads, runs, warmup: thread counts; benchmark_model's --num_runs / --warmup_runs.
+        serial, avd, adb: the device (default: the only one attached), an AVD to boot, adb's path.
+        twins, xnnpack, op_profiling: time dense twins; XNNPACK delegate on; per-op profile
+            (how `sparse_engaged` is known).
+        log: called with progress lines; default silent.
+
+    Returns:
+        `AndroidBenchResults`.
+
+    Raises:
+        TfsparseError: no binary, no adb, no device, a binary for another ABI (one line each).
+
+    Example:
+        >>> import tfsparse
+        >>> results = tfsparse.android_bench(["export/mobilenet_v1"], threads=[1, 4])   # doctest: +SKIP
+        >>> results.speedup(threads=4)                                                    # doctest: +SKIP
+    """
+    from tfsparse.benchmarking import android
+
+    argv = [str(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
+    argv += ["--threads", ",".join(str(n) for n in threads), "--runs", str(runs), "--warmup", str(warmup)]
+    for flag, value in (("--benchmark-binary", benchmark_binary), ("--out", out), ("--serial", serial),
+                        ("--avd", avd), ("--adb", adb), ("--timeout", timeout)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += [flag for flag, on in (("--no-twins", twins), ("--no-xnnpack", xnnpack),
+                                   ("--no-op-profiling", op_profiling)) if not on]
+    try:
+        args = android.build_parser().parse_args(argv)
+    except SystemExit:  # argparse already named the bad value on stderr
+        raise TfsparseError(f"android_bench: invalid arguments {argv}") from None
+    session = android.run(args, log=log or (lambda line: None))
+    rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "raw_output"} for r in session.results]
+    return AndroidBenchResults(session.out, session.device, session.settings, rows)
 
 
 @dataclass

@@ -13,25 +13,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from tfsparse.errors import TfsparseError, one_line
+from tfsparse.errors import TfsparseError, UserError, one_line, unknown_name  # noqa: F401  (re-exported)
 from tfsparse.stderr import captured_stderr
-
-
-class UserError(TfsparseError):
-    """An error in what the user asked for: printed as one line, exit status 2.
-
-    A `tfsparse.TfsparseError`, so library callers catch it with every other tfsparse error.
-    """
-
-
-def unknown_name(kind: str, name: str, known) -> UserError:
-    """`unknown <kind> 'name' (did you mean ...?)`: the error for a typo in a registry name."""
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
-    return UserError(f"unknown {kind} {name!r} ({hint})")
-
 
 # (the prog a stage's parser names itself with, the name to show instead): set by the
 # `tfsparse` command so that `tfsparse export --help` says "tfsparse export", not "python -m ...".

@@ -19,12 +19,26 @@ class TfsparseError(Exception):
     convert, the wrong Keras). Its message is one line that names the bad value."""
 
 
+class UserError(TfsparseError):
+    """Something the user asked for or gave is wrong (a value, a path, a file): theirs to fix,
+    not ours to debug. Commands print it as one line and exit with status 2."""
+
+
 class KerasVersionError(TfsparseError):
     """TensorFlow resolves `tf.keras` to Keras 3, which TF-MOT 0.8.1 cannot prune."""
 
 
 class ConversionError(TfsparseError):
     """The TFLite converter rejected a model (the message carries the converter's error lines)."""
+
+
+def unknown_name(kind: str, name: str, known) -> UserError:
+    """`unknown <kind> 'name' (did you mean ...?)`: the error for a typo in a registry name."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
+    return UserError(f"unknown {kind} {name!r} ({hint})")
 
 
 def one_line(text, *, last: bool = False) -> str:

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 
 SCHEDULES = ("polynomial", "constant")
 EXPORT_VARIANTS = ("fp32", "fp16", "int8-dynamic", "int8")
 INT8_WEIGHTS = ("per-channel", "per-tensor")
-LOSSES = ("sparse_categorical_crossentropy", "mse", "mae")
-METRICS = ("accuracy", "mse", "mae")
+# in_batch_softmax: a retrieval encoder's own train_step (in-batch negatives, tfsparse.zoo.splade).
+LOSSES = ("sparse_categorical_crossentropy", "mse", "mae", "in_batch_softmax")
+METRICS = ("accuracy", "mse", "mae", "mrr_at_10")
 # [pruning] method: TF-MOT's gradual pruning of a trained dense network, or sparse from the first
 # step (tfsparse.pruning.sparse_training), and the keys each sparse-from-scratch method reads.
 PRUNING_METHODS = ("gradual", "static", "set", "rigl")
@@ -105,6 +106,9 @@ class DataConfig(_Section):
     # because every reported success rate depends on them.
     is_slippery: bool | None = None
     map_name: str | None = None
+    # Token lengths of the `bbc_retrieval` data set (None elsewhere): query (title) and document (body).
+    query_length: int | None = None
+    document_length: int | None = None
 
     def __post_init__(self):
         _check(isinstance(self.name, str) and self.name, f"data.name must be a non-empty string, got {self.name!r}")
@@ -113,6 +117,10 @@ class DataConfig(_Section):
         _check(self.is_slippery is None or isinstance(self.is_slippery, bool),
                f"data.is_slippery must be true or false, got {self.is_slippery!r}")
         _check(self.map_name in (None, "4x4", "8x8"), f"data.map_name must be \"4x4\" or \"8x8\", got {self.map_name!r}")
+        for name in ("query_length", "document_length"):
+            value = getattr(self, name)
+            _check(value is None or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096),
+                   f"data.{name} must be an integer in 1..4096 (tokens), got {value!r}")
 
 
 @dataclass
@@ -347,10 +355,26 @@ class Recipe:
             if not isinstance(value, dict):
                 raise ValueError(f"[{section}] must be a table, got {value!r}")
             sections[section] = section_cls.from_config(value)
+        _check_retrieval(sections)
         return cls(name=name, source=source, **sections)
 
     def to_toml(self) -> str:
         return dump_toml(self.get_config())
+
+
+# A retrieval recipe is one of these values in every section (tfsparse.zoo.splade trains on
+# (query, document) pairs with its own loss and metric); a mix would fail deep inside Keras.
+RETRIEVAL = {"model.name": "splade_encoder", "data.name": "bbc_retrieval", "train.loss": "in_batch_softmax",
+             "train.metric": "mrr_at_10"}
+
+
+def _check_retrieval(sections: dict) -> None:
+    values = {key: getattr(sections[key.split(".")[0]], key.split(".")[1]) for key in RETRIEVAL}
+    retrieval = [key for key, value in values.items() if value == RETRIEVAL[key]]
+    if retrieval and len(retrieval) < len(RETRIEVAL):
+        key = next(k for k in RETRIEVAL if k not in retrieval)
+        raise ValueError(f"{key} = {values[key]!r} does not go with {retrieval[0]} = {RETRIEVAL[retrieval[0]]!r} "
+                         f"(a retrieval recipe needs {', '.join(f'{k} = {v!r}' for k, v in RETRIEVAL.items())})")
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -20,8 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tfsparse.cli import UserError
-from tfsparse.errors import one_line
+from tfsparse.errors import UserError, one_line
 
 # Seconds between boot checks of --avd; the tests shorten it (their stand-in boots at once).
 BOOT_POLL_S = float(os.environ.get("TFSPARSE_BOOT_POLL_S", "2"))

@@ -37,6 +37,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,13 +173,13 @@ def collect_models(inputs: list[str]) -> list[Model]:
     return models
 
 
-def add_twins(models: list[Model], folder: Path) -> list[Model]:
+def add_twins(models: list[Model], folder: Path, log=None) -> list[Model]:
     """`models` plus a dense twin (written into `folder`) of every file with a sparse tensor."""
     try:
         from tfsparse.tflite.twin import twin_if_sparse
     except ImportError as e:  # numpy / flatbuffers / ai-edge-litert missing on this machine
-        print(f"warning: no dense twins ({e.name} is not installed): only speedups vs the unpruned "
-              "dense file are reported", file=sys.stderr)
+        (log or _stderr_line)(f"warning: no dense twins ({e.name} is not installed): only speedups vs the "
+                              "unpruned dense file are reported")
         return models
     out = list(models)
     for model in models:
@@ -393,8 +394,30 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+@dataclass
+class AndroidRun:
+    """What one benchmark session measured and where its report went (results.json holds the same)."""
+    out: Path
+    device: dict
+    settings: dict
+    results: list[RunResult]
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if r.status != "ok"]
+
+
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(args, log=_stderr_line) -> AndroidRun:
+    """Benchmarks `args.inputs` on the device as parsed by `build_parser()`; writes the report
+    into `args.out` (results.json, results.csv, summary.md, raw/, twins/) and returns it.
+
+    Raises UserError for anything the user must fix (no binary, no adb, no device, wrong ABI).
+    Progress lines ("model threads=N ...") go to `log`.
+    """
     threads = parse_threads(args.threads)
     if args.runs < 1 or args.warmup < 0:
         raise UserError(f"--runs must be >= 1 and --warmup >= 0 (got {args.runs}, {args.warmup})")
@@ -412,13 +435,15 @@ def main(argv=None) -> int:
         raise UserError("adb not found: install Android platform-tools and pass --adb PATH, set ADB, or put adb on PATH")
     out = Path(args.out or Path("bench", "android", time.strftime("%Y%m%d-%H%M%S")))
     if not args.no_twins:
-        models = add_twins(models, out / "twins")
+        models = add_twins(models, out / "twins", log)
 
     # SIGTERM (CI cancel, kill) takes the same way out as Ctrl-C, so the device is cleaned.
     # SIGINT explicitly too: a job started in the background (`cmd &`) inherits SIGINT
-    # ignored, and Python then never raises KeyboardInterrupt for it.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    # ignored, and Python then never raises KeyboardInterrupt for it. Only the main thread
+    # may set handlers (a library caller may run us elsewhere): there the defaults stay.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
     adb = Adb(adb_path)
     emulator = None
     serial = args.serial
@@ -438,23 +463,28 @@ def main(argv=None) -> int:
                     "timeout_s": args.timeout}
         results: list[RunResult] = []
         try:
-            benchmark_all(adb, args, binary, models, threads, out, results)
+            benchmark_all(adb, args, binary, models, threads, out, results, log)
         except KeyboardInterrupt:
             if results:  # keep what was measured before the interruption
                 add_speedups(results, models)
                 write_report(out, device, settings, results)
-                print(f"interrupted: partial report in {out / 'summary.md'}", file=sys.stderr)
+                log(f"interrupted: partial report in {out / 'summary.md'}")
             raise
     finally:
         if emulator is not None:
             stop_emulator(emulator, Adb(adb_path, serial) if serial else None)
     add_speedups(results, models)
     write_report(out, device, settings, results)
-    failed = [r for r in results if r.status != "ok"]
-    for r in failed:
+    return AndroidRun(out, device, settings, results)
+
+
+def main(argv=None) -> int:
+    session = run(build_parser().parse_args(argv))
+    for r in session.failed:
         print(f"FAILED {r.model} threads={r.threads}: {r.error}", file=sys.stderr)
-    print(f"{len(results) - len(failed)}/{len(results)} runs ok; report: {out / 'summary.md'}")
-    return 1 if failed else 0
+    print(f"{len(session.results) - len(session.failed)}/{len(session.results)} runs ok; "
+          f"report: {session.out / 'summary.md'}")
+    return 1 if session.failed else 0
 
 
 def _interrupt(signum, frame):
@@ -462,7 +492,7 @@ def _interrupt(signum, frame):
 
 
 def benchmark_all(adb: Adb, args, binary: Path, models: list[Model], threads: list[int], out: Path,
-                  results: list[RunResult]) -> None:
+                  results: list[RunResult], log=_stderr_line) -> None:
     """Pushes everything, runs every model x thread count into `results`, always cleans the device."""
     try:
         adb.shell("rm", "-rf", REMOTE_DIR, timeout=60)  # leftovers of an earlier, killed run
@@ -483,7 +513,7 @@ def benchmark_all(adb: Adb, args, binary: Path, models: list[Model], threads: li
                                   dense=model.dense, baseline=model.baseline.name if model.baseline else None,
                                   twin_of=model.twin_of.name if model.twin_of else None)
                 else:
-                    print(f"{model.label} threads={n} ...", file=sys.stderr, flush=True)
+                    log(f"{model.label} threads={n} ...")
                     r = run_one(adb, args, model, n)
                 if r.raw_output is not None:
                     # The sanitised remote name is unique (indexed) and safe as a file name.

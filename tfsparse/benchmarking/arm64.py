@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tfsparse.cli import UserError, unknown_name
+from tfsparse.errors import UserError, unknown_name
 from tfsparse.paths import cache_dir
 
 MARKER = ".complete"

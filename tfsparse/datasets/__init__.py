@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tfsparse.cli import unknown_name
+from tfsparse.errors import unknown_name
 
 
 @dataclass
@@ -51,8 +51,10 @@ class Splits:
 
 def _registry():
     from tfsparse.datasets import bbc_news, fashion_mnist, frozenlake, speech_frames, speech_keywords
+    from tfsparse.datasets import bbc_retrieval
     return {"fashion_mnist": fashion_mnist, "bbc_news": bbc_news, "frozenlake": frozenlake,
-            "speech_keywords": speech_keywords, "speech_frames": speech_frames}
+            "speech_keywords": speech_keywords, "speech_frames": speech_frames,
+            "bbc_retrieval": bbc_retrieval}
 
 
 def names() -> list[str]:

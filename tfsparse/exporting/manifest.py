@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 
 MANIFEST_NAME = "manifest.json"
 

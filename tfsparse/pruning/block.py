@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 
 layers = tf.keras.layers
 sparsity = tfmot.sparsity.keras

@@ -22,7 +22,7 @@ import tensorflow_model_optimization as tfmot
 # The wrapper class is not exported by tfmot's public API; tfmot is pinned to 0.8.1.
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 from tfsparse.pruning import block as block_pruning
 
 sparsity = tfmot.sparsity.keras
@@ -141,7 +141,7 @@ def check_policy(model, config) -> None:
 
 
 def _is_prunable(layer) -> bool:
-    return isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense, layers.Embedding)) or (
+    return isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv2D, layers.Dense, layers.Embedding)) or (
         isinstance(layer, tfmot.sparsity.keras.PrunableLayer))
 
 

@@ -39,6 +39,8 @@ def format_pct(x) -> str:
 
 def metric_label(metric: str) -> str:
     """A metric's name for table headers and captions: "success rate", "MSE"."""
+    if metric == "mrr_at_10":  # a retrieval encoder (tfsparse.training.retrieval)
+        return "MRR@10"
     return metric.upper() if metric in ("mse", "mae") else metric.replace("_", " ")
 
 

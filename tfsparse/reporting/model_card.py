@@ -22,7 +22,7 @@ from typing import Sequence
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.exporting import manifest as manifest_io
-from tfsparse.reporting import report
+from tfsparse.reporting import report, retrieval_card
 from tfsparse.reporting.export_table import format_pct, format_score, format_size, metric_label
 from tfsparse.tflite import metadata as tflite_metadata
 
@@ -121,6 +121,7 @@ def card(export_dir: Path, point: dict | None = None) -> str:
                   "(XNNPACK runs a cluster sparse only when its 1x1 weights are more than 2/3 zero). "
                   "All other layers stay dense.", "",
                   "| layer | zeros |", "|---|---|"] + [f"| {k} | {format_pct(v)} |" for k, v in layers.items()] + [""]
+    lines += retrieval_card.section(manifest, pick, out)  # empty unless a retrieval encoder
     lines += ["## Latency", ""] + _latency_table(point) + [""]
     lines += ["## SHA-256", "", "```"]
     for entry in manifest["files"]:

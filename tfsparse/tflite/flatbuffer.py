@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 
 DENSIFY = schema.BuiltinOperator.DENSIFY  # 124
 CUSTOM = schema.BuiltinOperator.CUSTOM

@@ -36,7 +36,7 @@ from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
 
 PROG = "tfsparse.fuzz"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (tests/graphs.py builds the default bases)
 DEFAULT_COUNT = 10_000
 DEFAULT_SEED = 0
 DEFAULT_TIMEOUT = 2.0  # seconds per input; a normal input takes a few milliseconds

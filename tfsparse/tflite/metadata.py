@@ -21,7 +21,7 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 from tfsparse.tflite.flatbuffer import parse
 
 NAME = "tfsparse"

@@ -135,7 +135,7 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     from tfsparse.training.trainer import Trainer
 
     splits = datasets.load(recipe.data, recipe.model.args, options["max_train_examples"])
-    trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose)
+    trainer = Trainer(recipe, splits, run_dir, strategy, epochs_cap=options["epochs"], verbose=verbose, log=log)
     trainer.validate(from_model=options["from_model"])
 
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tfsparse import atomic, run_folder
-from tfsparse.cli import UserError
+from tfsparse.errors import UserError
 from tfsparse.pruning import magnitude as pruning
 from tfsparse.run_folder import RunFolder
 from tfsparse.training.progress import EpochProgress
@@ -78,10 +78,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class Trainer:
-    def __init__(self, recipe, splits, run_dir: Path, strategy, epochs_cap: int | None = None, verbose: bool = True):
+    def __init__(self, recipe, splits, run_dir: Path, strategy, epochs_cap: int | None = None, verbose: bool = True,
+                 log=lambda line: None):
         self.recipe, self.splits, self.run_dir = recipe, splits, Path(run_dir)
         self.strategy, self.epochs_cap, self.verbose = strategy, epochs_cap, verbose
-        self.folder = RunFolder(self.run_dir)
+        self.log = log  # phase lines ("[dense] test accuracy ..."); the command passes print, the API a no-op
+        self.folder = RunFolder(self.run_dir)  # not `self.run`: that would hide the method run()
         self.ckpt_dir = self.folder.checkpoints
 
     # ---- set-up -----------------------------------------------------------------
@@ -148,8 +150,8 @@ class Trainer:
         train, val = self.data()
         initial = state.epochs_done(phase)
         if initial < epochs:
-            print(f"[{phase}] epochs {initial + 1}..{epochs} of {epochs}, "
-                  f"{len(self.splits.x_train)} examples, {self.steps_per_epoch()} steps/epoch", flush=True)
+            self.log(f"[{phase}] epochs {initial + 1}..{epochs} of {epochs}, "
+                     f"{len(self.splits.x_train)} examples, {self.steps_per_epoch()} steps/epoch")
             ckpt = EpochCheckpoint(self.ckpt_dir / f"{phase}.keras", state, phase)
             # One line per epoch of our own (tfsparse.training.progress) instead of Keras' bar.
             progress = [EpochProgress(phase, epochs)] if self.verbose else []
@@ -174,7 +176,7 @@ class Trainer:
         self.fit(model, "dense", epochs, state, [tensorboard])
         save_for_inference(model, dense_path)
         score = self.score(model)
-        print(f"[dense] test {self.recipe.train.metric} {score:.4f}", flush=True)
+        self.log(f"[dense] test {self.recipe.train.metric} {score:.4f}")
         state.mark_finished("dense", dense_score=score, dense_extra=self.extra_metrics(model))
 
     def pruning_phase(self, state, one_shot: str | None):
@@ -202,7 +204,7 @@ class Trainer:
                 state.data["schedule"] = schedule_info
                 state.data["pruned_layers"] = pruning.pruned_layer_names(model)
                 state.save()
-        print(f"[pruning] schedule {schedule_info}", flush=True)
+        self.log(f"[pruning] schedule {schedule_info}")
         callbacks = [tfmot.sparsity.keras.UpdatePruningStep(),
                      tfmot.sparsity.keras.PruningSummaries(log_dir=str(self.folder.logs("pruning")))]
         self.fit(model, "pruning", epochs, state, callbacks)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfsparse.zoo.layers import classifier_head, conv_bn_relu, image_input, depthwise_bn_relu, make_divisible
+from tfsparse.zoo.layers import classifier_head, conv_bn_relu, depthwise_bn_relu, image_input, make_divisible
 from tfsparse.zoo.registry import register_model
 
 layers = tf.keras.layers

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
-from tfsparse.cli import UserError, unknown_name
+from tfsparse.errors import UserError, unknown_name
 
 _MODELS: dict[str, Callable] = {}
 
