@@ -88,7 +88,7 @@ install_module_aliases()
 # The public API, loaded lazily from tfsparse.api (module-level __getattr__, PEP 562).
 __all__ = ["TfsparseError", "KerasVersionError", "ConversionError",
            "load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
-           "convert", "export", "inspect", "twin", "bench", "android_bench", "report",
+           "convert", "export", "inspect", "twin", "bench", "android_bench", "report", "sparse_training_callback",
            "TrainResult", "Manifest", "InspectReport", "Finding", "BenchResults", "AndroidBenchResults",
            "ReportResult"]
 

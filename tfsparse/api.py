@@ -37,6 +37,7 @@ from tfsparse.errors import ConversionError, KerasVersionError, TfsparseError  #
 from tfsparse.run_folder import RunFolder
 
 __all__ = ["load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
+           "sparse_training_callback",
            "convert", "export", "inspect", "twin", "bench", "android_bench", "report", "TrainResult", "Manifest",
            "InspectReport", "Finding", "BenchResults", "AndroidBenchResults", "ReportResult"]
 
@@ -159,6 +160,9 @@ def prune(model, config, *, total_steps: int | None = None, schedule=None):
     from tfsparse.pruning import magnitude as pruning
 
     config = _pruning_config(config)
+    if config.method != "gradual":
+        raise TfsparseError(f"prune wraps layers for TF-MOT's gradual pruning; pruning.method {config.method!r} "
+                            "trains sparse from the first step: use tfsparse.sparse_training_callback or tfsparse.train")
     pruning.check_policy(model, config)
     if schedule is None:
         if not total_steps or total_steps < 1:
@@ -202,6 +206,42 @@ def strip(model):
     return pruning.strip(model)
 
 
+def sparse_training_callback(model, config, total_steps: int, *, seed: int = 0, gradient_batch=None,
+                             log_dir: str | None = None):
+    """Sparse from the first step: the Keras callback that trains `model` with static, SET or RigL masks.
+
+    The recipe's `[pruning]` section decides: `method` ("static", "set", "rigl"), `distribution`
+    ("uniform", "erk"), `final_sparsity`, the policy's layers, and for SET/RigL `update_every`,
+    `drop_fraction` (cosine-decayed) and `stop_updates`, here over `total_steps` optimizer steps.
+    After every step the masked weights and their optimizer slots are set to exactly zero; the
+    model stays plain Keras, ready for `convert`. (`tfsparse.pruning.sparse_training`.)
+
+    Args:
+        model: a compiled Keras (tf_keras) model.
+        config: a `Recipe`, its `.pruning` section, or a `[pruning]` dict.
+        total_steps: optimizer steps the fit will run.
+        seed: seeds the masks and SET's regrowth.
+        gradient_batch: `rng -> (x, y)`, the batch RigL computes its dense gradient on (rigl only).
+        log_dir: TensorBoard folder for per-layer sparsity and connections changed per update.
+
+    Example:
+        >>> import numpy as np, tfsparse
+        >>> model = tfsparse.create_model("mobilenet_v1", width_multiplier=0.25, input_size=32, num_classes=10)
+        >>> model.compile("adam", "sparse_categorical_crossentropy")
+        >>> cb = tfsparse.sparse_training_callback(model, {"method": "set", "final_sparsity": 0.9}, total_steps=100)
+        >>> model.fit(x, y, epochs=1, callbacks=[cb])                      # doctest: +SKIP
+    """
+    from tfsparse.pruning import sparse_training
+
+    config = _pruning_config(config)
+    if config.method == "gradual":
+        raise TfsparseError("sparse_training_callback needs pruning.method static, set or rigl (gradual: use prune)")
+    if config.method == "rigl" and gradient_batch is None:
+        raise TfsparseError("sparse_training_callback: rigl needs gradient_batch (rng -> (x, y))")
+    return sparse_training.callback_for(model, config, total_steps, seed=seed, gradient_batch=gradient_batch,
+                                        log_dir=log_dir)
+
+
 # ---- training --------------------------------------------------------------------------------
 
 
@@ -234,6 +274,10 @@ def train(recipe, run_dir, *, resume: bool | None = None, overrides: Sequence[st
           max_train_examples: int | None = None, from_model: str | None = None, one_shot: str | None = None,
           strategy: str = "default", verbose: bool = False) -> TrainResult:
     """Trains a recipe: the dense phase, then gradual magnitude pruning; checkpointed per epoch.
+
+    With `[pruning] method = "static" | "set" | "rigl"` the run is sparse from the first step
+    instead (no dense phase, `dense_epochs + epochs` sparse; `tfsparse.training.from_scratch`),
+    e.g. `overrides=['pruning.method="rigl"', 'pruning.distribution="erk"']`.
 
     Args:
         recipe: a recipe file or a `Recipe` (from `load_recipe`).

@@ -40,6 +40,8 @@ COMMANDS = {
     "fuzz": ("tfsparse.tflite.fuzz", "mutated .tflite files through the inspector: crashes, hangs"),
     "structure-study": ("tfsparse.experiments.structure_study",
                         "experiment: unstructured vs block vs 2:4 pruning, trained and timed"),
+    "compare-methods": ("tfsparse.experiments.compare_methods",
+                        "experiment: gradual pruning vs static/SET/RigL sparse training, same budget"),
 }
 
 # `python -m tfsparse.<name>`, the form every command had before the stage packages existed,
@@ -49,7 +51,7 @@ COMMANDS = {
 MODULE_ALIASES = {"train": "train", "export": "export", "inspect": "inspect", "twin": "twin", "bench": "bench",
                   "android_bench": "android-bench", "sweep": "sweep", "report": "report",
                   "model_card": "model-card", "report_export": "export-table", "fuzz": "fuzz",
-                  "structure_study": "structure-study"}
+                  "structure_study": "structure-study", "compare_methods": "compare-methods"}
 
 
 class _CommandAliasLoader(importlib.abc.InspectLoader):

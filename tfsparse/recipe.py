@@ -32,6 +32,16 @@ INT8_WEIGHTS = ("per-channel", "per-tensor")
 # in_batch_softmax: a retrieval encoder's own train_step (in-batch negatives, tfsparse.zoo.splade).
 LOSSES = ("sparse_categorical_crossentropy", "mse", "mae", "in_batch_softmax")
 METRICS = ("accuracy", "mse", "mae", "mrr_at_10")
+# [pruning] method: TF-MOT's gradual pruning of a trained dense network, or sparse from the first
+# step (tfsparse.pruning.sparse_training), and the keys each sparse-from-scratch method reads.
+PRUNING_METHODS = ("gradual", "static", "set", "rigl")
+SPARSE_DISTRIBUTIONS = ("uniform", "erk")
+METHOD_KEYS = {
+    "gradual": (),
+    "static": ("distribution",),
+    "set": ("distribution", "update_every", "drop_fraction", "stop_updates"),
+    "rigl": ("distribution", "update_every", "drop_fraction", "stop_updates"),
+}
 
 
 class _Section:
@@ -236,6 +246,15 @@ class PruningConfig(_Section):
     `block_size = [1, b]` prunes 1x1 convolutions in blocks of b output channels
     (see `tfsparse.pruning.block`); `block_layers` (a regex over layer names)
     limits blocks to the matching pruned layers, the others stay unstructured.
+
+    `method`: `gradual` (the above, the default) or sparse from the first step
+    (`tfsparse.pruning.sparse_training`): `static` (random masks at initialisation, fixed),
+    `set` (Mocanu et al. 2018) or `rigl` (Evci et al. 2020, arXiv:1911.11134), which train
+    `final_sparsity` sparse for the whole run. They read `distribution` (`uniform` or `erk`),
+    and SET/RigL `update_every` (steps at the recipe's full size, rescaled like `frequency`),
+    `drop_fraction` (cosine-decayed to 0) and `stop_updates` (fraction of the run after which
+    the masks freeze); `schedule`, `initial_sparsity`, `begin`, `end`, `frequency` and `power`
+    describe TF-MOT's schedule and are not used by them.
     """
 
     section = "pruning"
@@ -251,8 +270,14 @@ class PruningConfig(_Section):
     sparsity_m_by_n: list[int] | None = None
     block_size: list[int] | None = None
     block_layers: str | None = None
+    method: str = "gradual"
+    distribution: str | None = None
+    update_every: int | None = None
+    drop_fraction: float | None = None
+    stop_updates: float | None = None
 
     def __post_init__(self):
+        self._check_method()
         _check(self.schedule in SCHEDULES,
                f"pruning.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         for name in ("initial_sparsity", "final_sparsity"):
@@ -296,6 +321,38 @@ class PruningConfig(_Section):
                 re.compile(self.block_layers)
             except (re.error, TypeError) as e:
                 raise ValueError(f"pruning.block_layers {self.block_layers!r} is not a valid regex: {e}")
+
+    def _check_method(self):
+        """`method` and the sparse-training keys: each key only where its method reads it."""
+        if self.method not in PRUNING_METHODS:
+            import difflib
+
+            close = difflib.get_close_matches(str(self.method), PRUNING_METHODS, n=2, cutoff=0.5)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(PRUNING_METHODS)}"
+            raise ValueError(f"unknown pruning.method {self.method!r} ({hint})")
+        for key in ("distribution", "update_every", "drop_fraction", "stop_updates"):
+            if getattr(self, key) is not None and key not in METHOD_KEYS[self.method]:
+                users = [m for m, keys in METHOD_KEYS.items() if key in keys]
+                raise ValueError(f"pruning.{key} has no meaning for pruning.method = {self.method!r} "
+                                 f"(used by {', '.join(users)})")
+        if self.distribution is not None:
+            _check(self.distribution in SPARSE_DISTRIBUTIONS, f"pruning.distribution must be one of "
+                   f"{', '.join(SPARSE_DISTRIBUTIONS)}, got {self.distribution!r}")
+        if self.update_every is not None:
+            _check(isinstance(self.update_every, int) and not isinstance(self.update_every, bool)
+                   and self.update_every >= 1,
+                   f"pruning.update_every must be an integer >= 1 (steps), got {self.update_every!r}")
+        if self.drop_fraction is not None:
+            _check(_is_number(self.drop_fraction) and 0 < self.drop_fraction < 1,
+                   f"pruning.drop_fraction must be in (0, 1), got {self.drop_fraction!r}")
+        if self.stop_updates is not None:
+            _check(_is_number(self.stop_updates) and 0 < self.stop_updates <= 1,
+                   f"pruning.stop_updates must be a fraction in (0, 1], got {self.stop_updates!r}")
+        if self.method != "gradual":
+            _check(not self.sparsity_m_by_n, f"pruning.sparsity_m_by_n is not supported with pruning.method = "
+                   f"{self.method!r} (only with gradual)")
+            _check(self.block_size in (None, [1, 1]), f"pruning.block_size is not supported with pruning.method = "
+                   f"{self.method!r} (only with gradual)")
 
 
 @dataclass

@@ -6,6 +6,7 @@ Defined here once, so that no stage spells a file name of another stage's output
         config.toml     the resolved recipe (first line: "# resolved recipe of <path>"); --resume reads it
         state.json      which phase is done and how many epochs each finished (tfsparse.training.run_state)
         checkpoints/    per-epoch checkpoints of the phase in progress
+                        (+ sparse_state.e<N>.npz: masks and random state of a static/SET/RigL run)
         logs/dense, logs/pruning   TensorBoard event files (loss, metric, per-layer sparsity)
         dense.keras     the trained dense model
         sparse.keras    the pruned model, TF-MOT wrappers stripped: what export converts

@@ -2,5 +2,6 @@
 
 `trainer` runs the two phases (resumable from `state.json`, kept by `run_state`), `progress`
 prints one line per epoch, and `command` is `tfsparse train` / `python -m tfsparse.train`.
+`from_scratch` is the single sparse phase of a static/SET/RigL run (no dense phase).
 A run folder's files are named in `tfsparse.run_folder`.
 """

@@ -121,6 +121,13 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     if options["one_shot"] and (recipe.pruning.sparsity_m_by_n or (recipe.pruning.block_size or [1, 1]) != [1, 1]):
         raise UserError("--one-shot prunes unstructured; unset pruning.sparsity_m_by_n / pruning.block_size")
 
+    if recipe.pruning.method != "gradual":
+        for option, value in (("--from", options["from_model"]), ("--one-shot", options["one_shot"]),
+                              ("--strategy", None if strategy == "default" else strategy)):
+            if value:
+                raise UserError(f"{option} is not supported with pruning.method = {recipe.pruning.method!r} "
+                                "(sparse from the first step; only with gradual)")
+
     strategy = make_strategy(strategy)
     # Everything below imports TensorFlow; all input checks that need it (data
     # present, model buildable, policy accepts it) still run before any output.
@@ -179,7 +186,8 @@ def main(argv=None):
     metrics = run(args.recipe, run_dir, resume=args.resume, overrides=args.set, epochs=args.epochs,
                   max_train_examples=args.max_train_examples, from_model=args.from_model,
                   one_shot=args.one_shot, strategy=args.strategy, verbose=not args.quiet)
-    print(f"dense {metrics['metric']} {metrics['dense_score']:.4f}  sparse {metrics['metric']} "
+    dense = "n/a (sparse from the first step)" if metrics["dense_score"] is None else f"{metrics['dense_score']:.4f}"
+    print(f"dense {metrics['metric']} {dense}  sparse {metrics['metric']} "
           f"{metrics['sparse_score']:.4f}  "
           f"sparsity {metrics['overall_sparsity']:.4f} over {len(metrics['layer_sparsity'])} layers  -> {run_dir}")
     return 0

@@ -281,10 +281,16 @@ class Trainer:
         return self.recipe.train.epochs * pruning.steps_per_epoch(n_full, self.recipe.train.batch_size)
 
     def run(self, state, from_model: str | None = None, one_shot: str | None = None) -> dict:
-        self.dense_phase(state, from_model)
-        self.pruning_phase(state, one_shot)
-        if self.recipe.train.equal_epochs_dense and not one_shot and not from_model:
-            self.equal_epochs_phase(state)
+        if self.recipe.pruning.method != "gradual":
+            # static / SET / RigL: sparse from the first step, no dense phase (training.from_scratch).
+            from tfsparse.training import from_scratch
+
+            from_scratch.sparse_phase(self, state)
+        else:
+            self.dense_phase(state, from_model)
+            self.pruning_phase(state, one_shot)
+            if self.recipe.train.equal_epochs_dense and not one_shot and not from_model:
+                self.equal_epochs_phase(state)
         metrics = self.metrics(state)
         atomic.write_json(self.folder.metrics, metrics)
         return metrics
