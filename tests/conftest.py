@@ -35,7 +35,9 @@ TINY_RUN_ARGS = ["--epochs", "1", "--max-train-examples", "256",
                  # 4 blocks and batch 64 (4 steps/epoch) keep the run fast and the pruning
                  # schedule long enough to reach final_sparsity.
                  "--set", "model.depth=4", "--set", "train.batch_size=64",
-                 "--set", "data.validation_examples=256", "--quiet"]
+                 "--set", "data.validation_examples=256", "--quiet",
+                 # the equal-epochs dense reference is tests/test_generalisation.py's subject
+                 "--set", "train.equal_epochs_dense=false"]
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,8 @@ def _run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
 
 
 def test_train_returns_a_result_and_a_finished_run_resumes_to_the_same_result(tmp_path):
-    tiny = ["model.width_multiplier=0.25", "model.depth=4", "train.batch_size=64", "data.validation_examples=256"]
+    tiny = ["model.width_multiplier=0.25", "model.depth=4", "train.batch_size=64", "data.validation_examples=256",
+            "train.equal_epochs_dense=false"]
     result = tfsparse.train(ROOT / "models" / "mobilenet_v1.toml", tmp_path / "run", overrides=tiny,
                             epochs=1, max_train_examples=256)
     assert isinstance(result, tfsparse.TrainResult)
