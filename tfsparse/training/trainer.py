@@ -81,8 +81,8 @@ class Trainer:
     def __init__(self, recipe, splits, run_dir: Path, strategy, epochs_cap: int | None = None, verbose: bool = True):
         self.recipe, self.splits, self.run_dir = recipe, splits, Path(run_dir)
         self.strategy, self.epochs_cap, self.verbose = strategy, epochs_cap, verbose
-        self.run = RunFolder(self.run_dir)
-        self.ckpt_dir = self.run.checkpoints
+        self.folder = RunFolder(self.run_dir)  # not `self.run`: that would hide the method run()
+        self.ckpt_dir = self.folder.checkpoints
 
     # ---- set-up -----------------------------------------------------------------
     def build_model(self):
@@ -158,7 +158,7 @@ class Trainer:
 
     # ---- phases -----------------------------------------------------------------
     def dense_phase(self, state, from_model: str | None):
-        dense_path = self.run.dense_model
+        dense_path = self.folder.dense_model
         if state.finished("dense"):
             return
         epochs = 0 if from_model else self.epochs(self.recipe.train.dense_epochs)
@@ -170,7 +170,7 @@ class Trainer:
                 model = self.load_user_model(from_model) if from_model else self.build_model()
                 # A --from model is compiled too: evaluation needs the loss and metric.
                 self.compile(model, self.recipe.train.learning_rate, epochs * self.steps_per_epoch())
-        tensorboard = keras.callbacks.TensorBoard(str(self.run.logs("dense")))
+        tensorboard = keras.callbacks.TensorBoard(str(self.folder.logs("dense")))
         self.fit(model, "dense", epochs, state, [tensorboard])
         save_for_inference(model, dense_path)
         score = self.score(model)
@@ -190,7 +190,7 @@ class Trainer:
                     model = keras.models.load_model(ckpt)
                 schedule_info = state.data["schedule"]
             else:
-                dense = keras.models.load_model(self.run.dense_model, compile=False)
+                dense = keras.models.load_model(self.folder.dense_model, compile=False)
                 if one_shot:
                     schedule, schedule_info = self.one_shot(dense, one_shot)
                 else:
@@ -204,11 +204,11 @@ class Trainer:
                 state.save()
         print(f"[pruning] schedule {schedule_info}", flush=True)
         callbacks = [tfmot.sparsity.keras.UpdatePruningStep(),
-                     tfmot.sparsity.keras.PruningSummaries(log_dir=str(self.run.logs("pruning")))]
+                     tfmot.sparsity.keras.PruningSummaries(log_dir=str(self.folder.logs("pruning")))]
         self.fit(model, "pruning", epochs, state, callbacks)
         stripped = pruning.strip(model)
         stripped.compile(loss=self.recipe.train.loss, metrics=[self.recipe.train.metric])
-        save_for_inference(stripped, self.run.sparse_model)
+        save_for_inference(stripped, self.folder.sparse_model)
         state.mark_finished("pruning", sparse_score=self.score(stripped), sparse_extra=self.extra_metrics(stripped))
 
     def one_shot(self, dense, method: str):
@@ -233,12 +233,12 @@ class Trainer:
         self.dense_phase(state, from_model)
         self.pruning_phase(state, one_shot)
         metrics = self.metrics(state)
-        atomic.write_json(self.run.metrics, metrics)
+        atomic.write_json(self.folder.metrics, metrics)
         return metrics
 
     def metrics(self, state) -> dict:
         """`metrics.json` (keys described in tfsparse/train.py), incl. `strategy` and `replicas`."""
-        sparse = keras.models.load_model(self.run.sparse_model, compile=False)
+        sparse = keras.models.load_model(self.folder.sparse_model, compile=False)
         names = state.data["pruned_layers"]
         seconds = state.data["seconds"]
         total = sum(int(np.prod(w.shape)) for w in sparse.weights)
