@@ -258,7 +258,7 @@ class Exporter:
         if isinstance(source.sparse_model, (str, os.PathLike)):
             # A model whose input preprocessing `tfsparse doctor --fix` moved out of the graph:
             # the app applies it, so the metadata's formula and the test inputs include it.
-            from tfsparse.doctor import record as doctor_record
+            from tfsparse.doctoring import record as doctor_record
 
             moved = (doctor_record.read(source.sparse_model) or {}).get("input_preprocessing")
             splits.preprocessing = doctor_record.compose(splits.preprocessing, moved)

@@ -24,7 +24,7 @@ from tfsparse import atomic, run_folder
 from tfsparse.cli import UserError
 from tfsparse.pruning import magnitude as pruning
 from tfsparse.run_folder import RunFolder
-from tfsparse.doctor import record as doctor_record
+from tfsparse.doctoring import record as doctor_record
 from tfsparse.training import user_model
 from tfsparse.training.progress import EpochProgress
 from tfsparse.zoo import create_model

@@ -6,7 +6,7 @@
 - Keras 3 `.keras` files (`import keras`, the default Keras of TensorFlow 2.16+): rebuilt as
   an equivalent tf_keras model with the same weights and checked on a batch
   (`tfsparse.training.keras3`), because TF-MOT prunes tf_keras models only;
-- a file written by `tfsparse doctor --fix`: its record (`tfsparse.doctor.record`) says which
+- a file written by `tfsparse doctor --fix`: its record (`tfsparse.doctoring.record`) says which
   input preprocessing left the graph; the trainer composes it into the data's.
 
 Transfer learning: when the data has another number of classes than the model's output,
@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfsparse.cli import UserError
-from tfsparse.doctor import record as doctor_record
+from tfsparse.doctoring import record as doctor_record
 
 HEAD_NAME = "new_head"
 
