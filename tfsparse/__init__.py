@@ -89,7 +89,8 @@ install_module_aliases()
 __all__ = ["TfsparseError", "KerasVersionError", "ConversionError",
            "load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
            "convert", "export", "inspect", "twin", "bench", "report",
-           "TrainResult", "Manifest", "InspectReport", "Finding", "BenchResults", "ReportResult"]
+           "TrainResult", "Manifest", "InspectReport", "Finding", "BenchResults", "ReportResult",
+           "doctor", "load_model"]
 
 
 def __getattr__(name: str):

@@ -87,7 +87,7 @@ def convert(model3, *, source: str = "model", check: bool = True):
     for layer in model3.operations:
         if type(layer).__name__ not in SUPPORTED or not type(layer).__module__.startswith("keras"):
             raise UserError(f"{source}: layer {layer.name!r} ({type(layer).__name__}) cannot be carried over to "
-                            f"tf_keras (supported: {', '.join(SUPPORTED[:19])}, ...)")
+                            f"tf_keras (supported: {', '.join(SUPPORTED[1:7])}, ... in tfsparse.training.keras3.SUPPORTED)")
         calls = _graph_nodes(model3, layer)
         if len(calls) > 1:
             raise UserError(f"{source}: layer {layer.name!r} is shared ({len(calls)} calls); "
