@@ -255,7 +255,8 @@ def prediction(model, sparsity: float = PLACEHOLDER_SPARSITY) -> Prediction:
     sg = parsed.main
     sparse_ops = {n["op"] for c in analysis["clusters"] if c["sparse"] for n in c["nodes"]}
     # Fused operators are named after every layer they cover: name the convolution first.
-    convs = [layer.name for layer in probe.layers if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense))]
+    convs = [layer.name for layer in probe.layers if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.DepthwiseConv2D,
+                                                                           tf.keras.layers.Dense))]
     names = sorted(convs, key=len, reverse=True) + sorted((layer.name for layer in probe.layers), key=len, reverse=True)
     total = sparse = 0
     dense_layers = []
