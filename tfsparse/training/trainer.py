@@ -124,7 +124,12 @@ class Trainer:
         user_path = from_model or self.recipe.model.from_path
         with self.strategy.scope():
             model = self.load_user_model(user_path) if user_path else self.build_model()
-        pruning.check_policy(model, self.recipe.pruning)
+        try:
+            pruning.check_policy(model, self.recipe.pruning)
+        except UserError as e:
+            if not user_path or "XNNPACK" not in str(e):
+                raise
+            raise UserError(f"{e} (`tfsparse doctor {user_path} --fix FIXED.keras` rewrites it)") from None
         if len(self.splits.x_train) == 0:
             raise UserError("no training examples")
 
