@@ -122,3 +122,17 @@ def test_keras3_model_with_new_head_trains_and_prunes(tmp_path):
     assert abs(metrics["overall_sparsity"] - 0.9) < 0.01
     dense = tf.keras.models.load_model(out / "dense.keras", compile=False)
     assert dense.get_layer("new_head").units == 10 and dense.output_shape == (None, 10)
+
+
+def test_tf_keras_h5_and_savedmodel_load(tmp_path):
+    inp = tf.keras.Input((8, 8, 3))
+    out = tf.keras.layers.Dense(2)(tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(4, 1)(inp)))
+    model = tf.keras.Model(inp, out)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    model.save(tmp_path / "m.h5")
+    model.save(tmp_path / "saved", save_format="tf")
+    for path in (tmp_path / "m.h5", tmp_path / "saved"):
+        np.testing.assert_allclose(tfsparse.load_model(path)(x).numpy(), model(x).numpy(), atol=1e-6)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="without saved_model.pb"):
+        tfsparse.load_model(tmp_path / "empty")
