@@ -56,13 +56,15 @@ def test_fixed_keras_applications_run_sparse(builder):
     kwargs = {"alpha": 0.35} if builder == "MobileNetV2" else {"alpha": 0.75}
     net = trained_looking(getattr(tf.keras.applications, builder)(input_shape=(32, 32, 3), weights=None,
                                                                   classes=10, **kwargs))
-    assert tfsparse.inspect(pruned_file_or_none(net)).verdict == "dense"  # as keras builds it
-    report = doctor(net, builder, predict=builder == "MobileNetV3Small")
+    with pytest.raises(ValueError, match="Could not find `Conv2D 3x3`"):  # TF-MOT refuses it as keras builds it
+        pruned_file(net)
+    # The prediction (two conversions) is checked on one of the two, to keep the test short.
+    report = doctor(net, builder, predict=builder == "MobileNetV2")
     actions = {c.action for c in report.changes}
     assert {"explicit padding", "symmetric padding", "BatchNormalization folded"} <= actions
     # Exactness is measured: the exact rewrites alone keep the outputs, the padding moves them.
     assert report.exact_max_diff < 1e-4
-    assert report.fixed_max_diff > 1e-4
+    assert report.fixed_max_diff > max(10 * report.exact_max_diff, 1e-6)
     assert all(c.exact for c in report.changes if c.action == "BatchNormalization folded")
     assert not any(c.exact for c in report.changes if c.action == "symmetric padding")
     assert "Could not find `Conv2D 3x3`" in report.policy_before and report.policy_after is None
@@ -74,23 +76,15 @@ def test_fixed_keras_applications_run_sparse(builder):
         assert report.input_preprocessing["scale"] == pytest.approx(1 / 127.5)
         assert {"4D constant", "pooled head"} <= actions
         assert isinstance(fixed.layers[-2], tf.keras.layers.Dense) or isinstance(fixed.layers[-1], tf.keras.layers.Dense)
+        assert "MobileNetV3Small" in str(report) and "changes numerics" in str(report)
+    else:
+        # As keras builds it XNNPACK runs it dense (SAME / correct_pad padding); fixed, every 1x1 is sparse.
         assert report.before.verdict == "dense" and report.before.sparse_share == 0
         assert report.after.verdict == "sparse" and report.after.sparse_share == 1.0
-        assert "MobileNetV3Small" in str(report) and "changes numerics" in str(report)
+        assert "XNNPACK prediction after --fix" in str(report)
     inspected = tfsparse.inspect(pruned_file(fixed))
     assert inspected.verdict == "sparse", inspected.reasons
     assert not inspected.has("xnnpack_bug_b") and not inspected.has("dense_head_in_cluster")
-
-
-def pruned_file_or_none(net) -> bytes:
-    """The unfixed model pruned the same way (TF-MOT's XNNPACK policy refuses it: policy 'all')."""
-    with pytest.raises(ValueError, match="Could not find `Conv2D 3x3`"):
-        pruned_file(net)
-    clone = tf.keras.models.clone_model(net)
-    clone.set_weights(net.get_weights())
-    zero_smallest(clone, [layer.name for layer in clone.layers if type(layer) is tf.keras.layers.Conv2D
-                          and layer.kernel_size == (1, 1)], 0.9)
-    return tfsparse.convert(clone, "fp32")
 
 
 def user_model():
