@@ -16,7 +16,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 
 from tfsparse.doctoring import record  # noqa: E402
-from tfsparse.doctoring.doctor import doctor, save_fixed  # noqa: E402
+from tfsparse.doctoring.doctor import doctor  # noqa: E402
 from tfsparse.pruning.magnitude import strip, zero_smallest  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
