@@ -89,6 +89,7 @@ install_module_aliases()
 __all__ = ["TfsparseError", "KerasVersionError", "ConversionError",
            "load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
            "convert", "export", "inspect", "twin", "bench", "android_bench", "report", "sparse_training_callback",
+           "doctor", "load_model",
            "TrainResult", "Manifest", "InspectReport", "Finding", "BenchResults", "AndroidBenchResults",
            "ReportResult"]
 

@@ -37,7 +37,7 @@ from tfsparse.errors import ConversionError, KerasVersionError, TfsparseError  #
 from tfsparse.run_folder import RunFolder
 
 __all__ = ["load_recipe", "create_model", "list_models", "prune", "pruning_callbacks", "strip", "train",
-           "sparse_training_callback",
+           "sparse_training_callback", "doctor", "load_model",
            "convert", "export", "inspect", "twin", "bench", "android_bench", "report", "TrainResult", "Manifest",
            "InspectReport", "Finding", "BenchResults", "AndroidBenchResults", "ReportResult"]
 
@@ -495,6 +495,54 @@ def _read(path_or_bytes, what: str = "file") -> tuple[bytes, str | None]:
         return path.read_bytes(), str(path)
     except OSError as e:
         raise TfsparseError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+
+
+def load_model(path):
+    """Loads a saved Keras model as tfsparse trains it: tf_keras `.keras`/`.h5`/SavedModel, or a Keras 3
+    `.keras` rebuilt as an equivalent tf_keras model (outputs checked within 1e-5).
+
+    Raises:
+        TfsparseError: a missing or unreadable file, or a Keras 3 layer with no tf_keras counterpart
+            (the message names it).
+
+    Example:
+        >>> import tfsparse
+        >>> model = tfsparse.load_model("my_keras3_model.keras")   # doctest: +SKIP
+    """
+    from tfsparse.training.user_model import load_model as load
+
+    return load(path, "load_model")[0]
+
+
+def doctor(model, *, predict: bool = True):
+    """Makes a Keras model XNNPACK-ready: what blocks the sparse path, where, why, and the rewrite.
+
+    Args:
+        model: a tf_keras model, or the path of a saved one (Keras 3 `.keras` files too).
+        predict: also predict, from two TFLite conversions at a placeholder 90% sparsity, which
+            share of the 1x1-convolution work XNNPACK runs sparse before and after the rewrite.
+
+    Returns:
+        A `tfsparse.doctoring.doctor.DoctorReport`: `.changes` (each `exact` or not, checked on a
+        batch), `.fixed_model`, `.input_preprocessing` (moved out of the graph), `.policy_before` /
+        `.policy_after` (TF-MOT PruneForLatencyOnXNNPack: None = accepted), `.before` / `.after`
+        (predictions: `.verdict`, `.sparse_share`); `str(report)` is the command's output.
+        `tfsparse.doctoring.doctor.save_fixed(report, "fixed.keras")` writes the model with its record.
+
+    Example:
+        >>> import tensorflow as tf, tfsparse
+        >>> net = tf.keras.applications.MobileNetV2((64, 64, 3), alpha=0.35, weights=None, classes=10)
+        >>> report = tfsparse.doctor(net)
+        >>> report.policy_after is None, report.after.verdict
+        (True, 'sparse')
+    """
+    from tfsparse.doctoring.doctor import doctor as run
+
+    source = "model"
+    if isinstance(model, (str, Path)):
+        source = str(model)
+        model = load_model(model)
+    return run(model, source, predict=predict)
 
 
 def inspect(path_or_bytes, target: str = "arm64") -> InspectReport:

@@ -38,6 +38,8 @@ COMMANDS = {
     "export-table": ("tfsparse.reporting.export_table", "an export folder's table, from its manifest.json"),
     "data": ("tfsparse.datasets.__main__", "fetch the offline data sets into the cache"),
     "fuzz": ("tfsparse.tflite.fuzz", "mutated .tflite files through the inspector: crashes, hangs"),
+    "doctor": ("tfsparse.doctoring.doctor",
+               "make a Keras model XNNPACK-ready: what blocks the sparse path, where, why; --fix rewrites it"),
     "structure-study": ("tfsparse.experiments.structure_study",
                         "experiment: unstructured vs block vs 2:4 pruning, trained and timed"),
     "compare-methods": ("tfsparse.experiments.compare_methods",
@@ -51,7 +53,7 @@ COMMANDS = {
 MODULE_ALIASES = {"train": "train", "export": "export", "inspect": "inspect", "twin": "twin", "bench": "bench",
                   "android_bench": "android-bench", "sweep": "sweep", "report": "report",
                   "model_card": "model-card", "report_export": "export-table", "fuzz": "fuzz",
-                  "structure_study": "structure-study", "compare_methods": "compare-methods"}
+                  "structure_study": "structure-study", "compare_methods": "compare-methods", "doctor": "doctor"}
 
 
 class _CommandAliasLoader(importlib.abc.InspectLoader):

@@ -72,27 +72,47 @@ def _is_number(v) -> bool:
 
 @dataclass
 class ModelConfig(_Section):
-    """[model]: a zoo architecture and the keyword arguments of its builder.
+    """[model]: a zoo architecture and the keyword arguments of its builder, or the user's model.
 
     `name` selects the builder in `tfsparse.zoo`; every other key is passed to
     it (e.g. `width_multiplier`, `input_size`). `num_classes` defaults to the
     data set's class count.
+
+    `from = "path"` starts from the user's saved model instead (tf_keras `.keras`/`.h5`/
+    SavedModel, or a Keras 3 `.keras`; see `tfsparse.training.user_model`): the dense phase
+    fine-tunes it for `[train] dense_epochs`. `replace_head = true` allows a new classification
+    head when the data has another number of classes. The other keys still shape the data
+    (e.g. `input_size`); `name` defaults to the file's stem.
     """
 
     section = "model"
     name: str = "mobilenet_v1"
     args: dict[str, Any] = field(default_factory=dict)
+    from_path: str | None = None
+    replace_head: bool = False
 
     def __post_init__(self):
         _check(isinstance(self.name, str) and self.name, f"model.name must be a non-empty string, got {self.name!r}")
+        _check(self.from_path is None or (isinstance(self.from_path, str) and self.from_path.strip()),
+               f"model.from must be a path to a saved Keras model, got {self.from_path!r}")
+        _check(isinstance(self.replace_head, bool), f"model.replace_head must be true or false, got {self.replace_head!r}")
+        _check(not self.replace_head or self.from_path is not None,
+               "model.replace_head needs model.from (a zoo model is built for the data's classes)")
 
     def get_config(self):
-        return {"name": self.name, **self.args}
+        extra = {"from": self.from_path} if self.from_path is not None else {}
+        if self.replace_head:
+            extra["replace_head"] = True
+        return {"name": self.name, **extra, **self.args}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls(name=config.pop("name", cls.name), args=config)
+        from_path = config.pop("from", None)
+        replace_head = config.pop("replace_head", False)
+        default_name = Path(from_path).stem if isinstance(from_path, str) and from_path else cls.name
+        return cls(name=config.pop("name", default_name), args=config, from_path=from_path,
+                   replace_head=replace_head)
 
 
 @dataclass
@@ -196,6 +216,9 @@ class TrainConfig(_Section):
     epochs: int = 4
     dense_epochs: int = 8
     finetune_epochs: int = 2
+    # Epochs of a new classification head alone, backbone frozen, before the dense phase
+    # (only with [model] from + replace_head; see tfsparse.training.user_model).
+    head_epochs: int = 0
     batch_size: int = 128
     learning_rate: float = 2e-3
     pruning_learning_rate: float = 5e-4
@@ -210,7 +233,7 @@ class TrainConfig(_Section):
     def __post_init__(self):
         _check(isinstance(self.equal_epochs_dense, bool),
                f"train.equal_epochs_dense must be true or false, got {self.equal_epochs_dense!r}")
-        for name in ("epochs", "dense_epochs", "finetune_epochs"):
+        for name in ("epochs", "dense_epochs", "finetune_epochs", "head_epochs"):
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                    f"train.{name} must be an integer >= 0, got {value!r}")
@@ -432,6 +455,9 @@ class Recipe:
             if not isinstance(config["rl"], dict):
                 raise ValueError(f"[rl] must be a table, got {config['rl']!r}")
             sections["rl"] = _rl_config_class().from_config(config["rl"])
+        if sections["train"].head_epochs and not sections["model"].replace_head:
+            raise ValueError("train.head_epochs trains a new classification head: it needs model.from and "
+                             "model.replace_head = true")
         return cls(name=name, source=source, **sections)
 
     def to_toml(self) -> str:

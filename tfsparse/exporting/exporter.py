@@ -256,6 +256,13 @@ class Exporter:
             probe = (rng.integers(0, 2, shape) if np.issubdtype(self.input_dtype, np.integer)
                      else rng.uniform(0, 1, shape)).astype(self.input_dtype)
             self.splits = splits = NoData(probe)
+        if isinstance(source.sparse_model, (str, os.PathLike)):
+            # A model whose input preprocessing `tfsparse doctor --fix` moved out of the graph:
+            # the app applies it, so the metadata's formula and the test inputs include it.
+            from tfsparse.doctoring import record as doctor_record
+
+            moved = (doctor_record.read(source.sparse_model) or {}).get("input_preprocessing")
+            splits.preprocessing = doctor_record.compose(splits.preprocessing, moved)
         self.x_test = self.model_input(splits.x_test)
         self.y_test = np.asarray(splits.y_test)
         expected = tuple(self.x_test.shape[1:])

@@ -47,7 +47,8 @@ def parse_args(argv):
     parser.add_argument("--max-train-examples", type=int, action=cli.at_least(1),
                         help="use only the first N training examples")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--from", dest="from_model", help="start from this trained dense .keras/.h5 model")
+    parser.add_argument("--from", dest="from_model", help="start from this trained dense model (tf_keras .keras/.h5/SavedModel, or Keras 3 .keras): "
+                             "[model] from without the dense phase")
     parser.add_argument("--one-shot", choices=("magnitude", "random"),
                         help="prune in one step to final_sparsity, then fine-tune [train] finetune_epochs")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"), default="default")
@@ -116,8 +117,10 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
             raise UserError("overrides apply to a recipe file; change the Recipe object instead")
         if (run_dir / STATE).exists():
             raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or --out for a new one")
-    if options["from_model"] and not Path(options["from_model"]).is_file():
+    if options["from_model"] and not Path(options["from_model"]).exists():
         raise UserError(f"--from: no such model file: {options['from_model']}")
+    if recipe.model.from_path and not Path(recipe.model.from_path).exists():
+        raise UserError(f"model.from: no such model file: {recipe.model.from_path}")
     if options["one_shot"] and (recipe.pruning.sparsity_m_by_n or (recipe.pruning.block_size or [1, 1]) != [1, 1]):
         raise UserError("--one-shot prunes unstructured; unset pruning.sparsity_m_by_n / pruning.block_size")
 

@@ -24,6 +24,8 @@ from tfsparse import atomic, run_folder
 from tfsparse.errors import UserError
 from tfsparse.pruning import magnitude as pruning
 from tfsparse.run_folder import RunFolder
+from tfsparse.doctoring import record as doctor_record
+from tfsparse.training import user_model
 from tfsparse.training.progress import EpochProgress
 from tfsparse.zoo import create_model
 
@@ -51,7 +53,9 @@ def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, s
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
     if "scale" in preprocessing:
-        scale, offset = float(preprocessing["scale"]), float(preprocessing.get("offset", 0.0))
+        # Arrays, not floats: a per-channel transform (moved out of a model by `tfsparse doctor`) broadcasts.
+        scale = np.asarray(preprocessing["scale"], dtype=np.float32)
+        offset = np.asarray(preprocessing.get("offset", 0.0), dtype=np.float32)
         ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) * scale + offset, b), num_parallel_calls=tf.data.AUTOTUNE)
     # The user's files: a fixed read-ahead of 2 batches. AUTOTUNE grows the buffer while the
     # consumer waits (up to half the machine's RAM), so resident memory would follow the length
@@ -102,6 +106,7 @@ class Trainer:
         self.log = log  # phase lines ("[dense] test accuracy ..."); the command passes print, the API a no-op
         self.folder = RunFolder(self.run_dir)  # not `self.run`: that would hide the method run()
         self.ckpt_dir = self.folder.checkpoints
+        self.doctor_record, self._composed = None, False
 
     # ---- set-up -----------------------------------------------------------------
     def build_model(self):
@@ -110,20 +115,40 @@ class Trainer:
         return create_model(self.recipe.model.name, **args)
 
     def load_user_model(self, path: str):
-        try:
-            model = keras.models.load_model(path)
-        except Exception as e:  # Keras raises many types for a bad file
-            raise UserError(f"--from: cannot load {path}: {str(e).splitlines()[0]}") from None
+        """The user's model (`--from` / `[model] from`; tfsparse.training.user_model), fitted to the data."""
+        what = "--from" if path != self.recipe.model.from_path else "model.from"
+        model, record = user_model.load_model(path, what)
+        self.doctor_record = record
+        if record and record.get("input_preprocessing") and not self._composed:
+            # `tfsparse doctor --fix` moved Rescaling/Normalization out of the graph: feed it here.
+            self.splits.preprocessing = doctor_record.compose(self.splits.preprocessing,
+                                                              record["input_preprocessing"])
+            self._composed = True
         expected = tuple(self.splits.x_train.shape[1:])
         if tuple(model.input_shape[1:]) != expected:
-            raise UserError(f"--from: {path} takes input {tuple(model.input_shape[1:])}, the data is {expected}")
+            raise UserError(f"{what}: {path} takes input {tuple(model.input_shape[1:])}, the data is {expected}")
+        if self.splits.labels and self.recipe.train.loss == "sparse_categorical_crossentropy":
+            model = user_model.check_classes(model, self.splits.num_classes, self.recipe.model.replace_head,
+                                             f"{what} {path}")
         return model
+
+    def save_model(self, model, path: Path):
+        """`save_for_inference`, keeping the doctor's record so that export composes the same input."""
+        save_for_inference(model, path)
+        if self.doctor_record:
+            doctor_record.add(path, self.doctor_record)
 
     def validate(self, from_model: str | None = None):
         """Every check that needs TensorFlow, before the run folder is written."""
+        user_path = from_model or self.recipe.model.from_path
         with self.strategy.scope():
-            model = self.load_user_model(from_model) if from_model else self.build_model()
-        pruning.check_policy(model, self.recipe.pruning)
+            model = self.load_user_model(user_path) if user_path else self.build_model()
+        try:
+            pruning.check_policy(model, self.recipe.pruning)
+        except UserError as e:
+            if not user_path or "XNNPACK" not in str(e):
+                raise
+            raise UserError(f"{e} (`tfsparse doctor {user_path} --fix FIXED.keras` rewrites it)") from None
         if len(self.splits.x_train) == 0:
             raise UserError("no training examples")
 
@@ -188,22 +213,40 @@ class Trainer:
         dense_path = self.folder.dense_model
         if state.finished("dense"):
             return
+        # `--from` starts from a trained model (no dense phase); `[model] from` fine-tunes it.
+        user_path = from_model or self.recipe.model.from_path
         epochs = 0 if from_model else self.epochs(self.recipe.train.dense_epochs)
         ckpt = self.ckpt_dir / run_folder.DENSE_MODEL
         with self.strategy.scope():
             if ckpt.exists():
                 model = keras.models.load_model(ckpt)
+                if user_path:
+                    self.load_user_model(user_path)  # its record (input preprocessing) only
             else:
-                model = self.load_user_model(from_model) if from_model else self.build_model()
+                model = self.load_user_model(user_path) if user_path else self.build_model()
+                self.head_phase(model)
                 # A --from model is compiled too: evaluation needs the loss and metric.
                 self.compile(model, self.recipe.train.learning_rate, epochs * self.steps_per_epoch())
         tensorboard = keras.callbacks.TensorBoard(str(self.folder.logs("dense")))
         self.fit(model, "dense", epochs, state, [tensorboard])
-        save_for_inference(model, dense_path)
+        self.save_model(model, dense_path)
         score = self.score(model)
         self.log(f"[dense] test {self.recipe.train.metric} {score:.4f}")
         state.mark_finished("dense", dense_score=score, dense_train_score=self.train_score(model),
                             dense_extra=self.extra_metrics(model))
+
+    def head_phase(self, model):
+        """`[train] head_epochs` of a new head alone, backbone frozen (not checkpointed: short)."""
+        epochs = self.epochs(self.recipe.train.head_epochs)
+        if not epochs or user_model.HEAD_NAME not in [layer.name for layer in model.layers]:
+            return
+        user_model.freeze_backbone(model, True)
+        self.compile(model, self.recipe.train.learning_rate, epochs * self.steps_per_epoch())
+        train, val = self.data()
+        self.log(f"[head] {epochs} epoch(s), backbone frozen")
+        progress = [EpochProgress("head", epochs)] if self.verbose else []
+        model.fit(train, validation_data=val, epochs=epochs, callbacks=progress, verbose=0)
+        user_model.freeze_backbone(model, False)
 
     def pruning_phase(self, state, one_shot: str | None):
         config = self.recipe.pruning
@@ -236,7 +279,7 @@ class Trainer:
         self.fit(model, "pruning", epochs, state, callbacks)
         stripped = pruning.strip(model)
         stripped.compile(loss=self.recipe.train.loss, metrics=[self.recipe.train.metric])
-        save_for_inference(stripped, self.folder.sparse_model)
+        self.save_model(stripped, self.folder.sparse_model)
         state.mark_finished("pruning", sparse_score=self.score(stripped), sparse_train_score=self.train_score(stripped),
                             sparse_extra=self.extra_metrics(stripped))
 

@@ -1,0 +1,145 @@
+"""`tfsparse doctor`: keras.applications MobileNets made XNNPACK-ready (real TF, TF-MOT, converter, rules port)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tfsparse  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import tensorflow as tf  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+
+from tfsparse.doctoring import record  # noqa: E402
+from tfsparse.doctoring.doctor import doctor  # noqa: E402
+from tfsparse.pruning.magnitude import strip, zero_smallest  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+
+
+def trained_looking(model, seed=0):
+    """Random BatchNorm statistics, so that the outputs depend on every layer (a fresh model's BN
+    layers are near-identities) and "exact" is a real check."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    # ... and a confident classifier: a fresh one's softmax is near uniform whatever its input.
+    last = [layer for layer in model.layers if layer.get_weights()][-1]
+    last.set_weights([w * 30 for w in last.get_weights()])
+    return model
+
+
+def pruned_file(model, convert: bool = True) -> bytes | None:
+    """TF-MOT's PruneForLatencyOnXNNPack wraps the model (it raises if it refuses it); the 1x1
+    kernels are then pruned to 90% in one shot and the model converted as export does."""
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(
+        model, pruning_policy=tfmot.sparsity.keras.PruneForLatencyOnXNNPack(),
+        pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.9, 1))
+    plain = strip(wrapped)
+    pointwise = [layer.name for layer in plain.layers if type(layer) is tf.keras.layers.Conv2D
+                 and layer.kernel_size == (1, 1)]
+    assert len(pointwise) > 10
+    zero_smallest(plain, pointwise, 0.9)
+    return tfsparse.convert(plain, "fp32") if convert else None
+
+
+@pytest.mark.parametrize("builder", ["MobileNetV2", "MobileNetV3Small"])
+def test_fixed_keras_applications_run_sparse(builder):
+    kwargs = {"alpha": 0.35} if builder == "MobileNetV2" else {"alpha": 0.75}
+    net = trained_looking(getattr(tf.keras.applications, builder)(input_shape=(32, 32, 3), weights=None,
+                                                                  classes=10, **kwargs))
+    with pytest.raises(ValueError, match="Could not find `Conv2D 3x3`"):  # TF-MOT refuses it as keras builds it
+        pruned_file(net)
+    # The prediction (two conversions) is checked on one of the two, to keep the test short.
+    report = doctor(net, builder, predict=builder == "MobileNetV2")
+    actions = {c.action for c in report.changes}
+    assert {"explicit padding", "symmetric padding", "BatchNormalization folded"} <= actions
+    # Exactness is measured: the exact rewrites alone keep the outputs, the padding moves them.
+    assert report.exact_max_diff < 1e-4
+    assert report.fixed_max_diff > max(10 * report.exact_max_diff, 1e-6)
+    assert all(c.exact for c in report.changes if c.action == "BatchNormalization folded")
+    assert not any(c.exact for c in report.changes if c.action == "symmetric padding")
+    assert "Could not find `Conv2D 3x3`" in report.policy_before and report.policy_after is None
+    fixed = report.fixed_model
+    assert not any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in fixed.layers)
+    if builder == "MobileNetV3Small":
+        # Rescaling left the graph for the metadata; SE gates' scalars became 4D; the conv head is Dense.
+        assert report.input_preprocessing["layers"] == ["rescaling"]
+        assert report.input_preprocessing["scale"] == pytest.approx(1 / 127.5)
+        assert {"4D constant", "pooled head"} <= actions
+        assert isinstance(fixed.layers[-2], tf.keras.layers.Dense) or isinstance(fixed.layers[-1], tf.keras.layers.Dense)
+        assert "MobileNetV3Small" in str(report) and "changes numerics" in str(report)
+    else:
+        # As keras builds it XNNPACK runs it dense (SAME / correct_pad padding); fixed, every 1x1 is sparse.
+        assert report.before.verdict == "dense" and report.before.sparse_share == 0
+        assert report.after.verdict == "sparse" and report.after.sparse_share == 1.0
+        assert "XNNPACK prediction after --fix" in str(report)
+    if builder == "MobileNetV2":
+        # report.after already converted the fixed model pruned to 90% and ran the inspector's rules on it.
+        pruned_file(fixed, convert=False)  # TF-MOT's policy accepts it
+        return
+    inspected = tfsparse.inspect(pruned_file(fixed))
+    assert inspected.verdict == "sparse", inspected.reasons
+    assert not inspected.has("xnnpack_bug_b") and not inspected.has("dense_head_in_cluster")
+
+
+def user_model():
+    """A user's model built the keras.applications way: Rescaling, SAME stem without bias, BN,
+    correct_pad before a stride-2 depthwise, and a Flatten head on a 4x4 map."""
+    L = tf.keras.layers
+    inp = tf.keras.Input((32, 32, 3))
+    x = L.Rescaling(1 / 255.0, name="scale")(inp)
+    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(6.0, name="stem_relu")(x)
+    x = L.ZeroPadding2D(((0, 1), (0, 1)), name="dw_pad")(x)
+    x = L.DepthwiseConv2D(3, strides=2, use_bias=False, name="dw")(x)
+    x = L.ReLU(name="dw_relu")(x)
+    x = L.Conv2D(16, 1, name="pw")(x)
+    x = L.ReLU(name="pw_relu")(x)
+    x = L.ZeroPadding2D(1, name="dw2_pad")(x)
+    x = L.DepthwiseConv2D(3, strides=2, name="dw2")(x)
+    x = L.Conv2D(24, 1, name="pw2", activation="relu")(x)
+    x = L.Flatten(name="flat")(x)
+    out = L.Dense(10, activation="softmax", name="classifier")(x)
+    return trained_looking(tf.keras.Model(inp, out, name="user_net"))
+
+
+def test_doctor_command_fix_writes_model_and_record(tmp_path):
+    net = user_model()
+    src = tmp_path / "user.keras"
+    net.save(src)
+    out = tmp_path / "fixed.keras"
+    result = subprocess.run([sys.executable, "-m", "tfsparse", "doctor", str(src), "--fix", str(out), "--no-predict"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout
+    for expected in ("[exact] scale: Rescaling removed", "[exact] stem_bn: into stem", "[exact] dw: ",
+                     "[changes numerics] stem: padding='same'", "[changes numerics] dw_pad:",
+                     "[changes numerics] flat: Flatten of a 4x4x24", "after accepted"):
+        assert expected in text, (expected, text)
+    rec = record.read(out)
+    assert rec["input_preprocessing"]["scale"] == pytest.approx(1 / 255) and rec["input_preprocessing"]["offset"] == 0
+    fixed = tf.keras.models.load_model(out, compile=False)  # Keras ignores the extra zip member
+    names = [layer.name for layer in fixed.layers]
+    assert "scale" not in names and "stem_bn" not in names and "stem_pad" in names
+    assert fixed.get_layer("dw_pad").padding == ((1, 1), (1, 1))
+    assert isinstance(fixed.get_layer("flat"), tf.keras.layers.GlobalAveragePooling2D)
+    # Training reads the record: the data's pixel scaling composed with the removed Rescaling.
+    assert record.compose({"scale": 2.0, "offset": 1.0}, rec["input_preprocessing"])["scale"] == pytest.approx(2 / 255)
+    # A bad output name: one line, exit 2, nothing written.
+    bad = subprocess.run([sys.executable, "-m", "tfsparse", "doctor", str(src), "--fix", str(tmp_path / "x.h5")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "x.h5" in bad.stderr
+    assert not (tmp_path / "x.h5").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.keras", "user.keras"]
+    with zipfile.ZipFile(out) as z:
+        assert json.loads(z.read(record.MEMBER))["changes"]
