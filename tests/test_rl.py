@@ -8,7 +8,6 @@ The run is module-scoped and shared: the learning, sparsity and TFLite-parity te
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
