@@ -93,6 +93,8 @@ def arm64_runtime():
 SHARED_RUNS = ("quick_pipeline", "tiny_run")
 
 
+# tryfirst: xdist's own hook reads the marks to build each test's "@group" id.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Groups for `make test`'s `-n 2 --dist loadgroup` (pytest-xdist): a test file stays in one
     worker (its module fixtures are made once), and the files that use a training session

@@ -19,6 +19,7 @@ SMALL = {
     "text_classifier": {"vocab_size": 50, "sequence_length": 12, "embedding_dim": 8, "hidden_units": 8,
                         "num_classes": 5},
     "splade_encoder": {"vocab_size": 50, "embedding_dim": 8},
+    "q_network": {"num_states": 16, "hidden_units": 8, "num_classes": 4},
 }
 IMAGE_MODELS = ["inception", "mobilenet_v1", "mobilenet_v2"]
 XNNPACK_READY = {"mobilenet_v1", "mobilenet_v2"}
