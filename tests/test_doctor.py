@@ -54,8 +54,12 @@ def pruned_file(model, convert: bool = True) -> bytes | None:
 @pytest.mark.parametrize("builder", ["MobileNetV2", "MobileNetV3Small"])
 def test_fixed_keras_applications_run_sparse(builder):
     kwargs = {"alpha": 0.35} if builder == "MobileNetV2" else {"alpha": 0.75}
+    # Seeded weights, and logits out (no softmax): a confident softmax saturates, and the padding
+    # change then moved the outputs by only 3e-7 in one fresh-clone run (below the bound checked).
+    tf.keras.utils.set_random_seed(0)
     net = trained_looking(getattr(tf.keras.applications, builder)(input_shape=(32, 32, 3), weights=None,
-                                                                  classes=10, **kwargs))
+                                                                  classes=10, classifier_activation=None,
+                                                                  **kwargs))
     with pytest.raises(ValueError, match="Could not find `Conv2D 3x3`"):  # TF-MOT refuses it as keras builds it
         pruned_file(net)
     # The prediction (two conversions) is checked on one of the two, to keep the test short.
