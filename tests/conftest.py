@@ -20,8 +20,10 @@ run never depends on what other tests happened to provision before collection.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,26 @@ def tiny_run(tmp_path_factory) -> Path:
     assert result.returncode == 0, f"tiny training run failed:\n{result.stderr[-3000:]}"
     (run.parent / "train.stdout").write_text(result.stdout)  # what the command printed (test_train reads it)
     return run
+
+
+def kill_after_epochs(proc: subprocess.Popen, run_dir: Path, phase: str = "pruning", epochs: int = 1,
+                      timeout: float = 240, poll: float = 0.05) -> int:
+    """SIGKILLs a training process as soon as its state.json records `epochs` finished epochs of
+    `phase` (a crash at the worst moment: no clean-up runs); returns the epochs it had finished."""
+    state = run_dir / "state.json"
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if state.exists() and json.loads(state.read_text())["epochs_done"][phase] >= epochs:
+                break
+            assert proc.poll() is None, "training ended before it could be interrupted"
+            time.sleep(poll)
+        else:
+            pytest.fail(f"no {phase} checkpoint within {timeout:.0f} s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return json.loads(state.read_text())["epochs_done"][phase]
 
 
 @dataclass(frozen=True)

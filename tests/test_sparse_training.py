@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tfsparse  # noqa: F401  (Keras 2 before TensorFlow)
+from conftest import kill_after_epochs  # noqa: E402
 from tfsparse.recipe import PruningConfig
 
 ROOT = Path(__file__).parent.parent
@@ -274,20 +273,7 @@ def test_resume_after_kill_continues_with_identical_masks(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     reference = tfsparse_cli("train", RECIPE, "--out", whole, *args, env=env, popen=True)
     proc = tfsparse_cli("train", RECIPE, "--out", killed, *args, env=env, popen=True)
-    state = killed / "state.json"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            if state.exists() and json.loads(state.read_text())["epochs_done"]["pruning"] >= 1:
-                break
-            assert proc.poll() is None, "training ended before it could be interrupted"
-            time.sleep(0.05)
-        else:
-            pytest.fail("no checkpoint within the deadline")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    done = json.loads(state.read_text())["epochs_done"]["pruning"]
+    done = kill_after_epochs(proc, killed)
     assert done < 4 and not (killed / "metrics.json").exists()
     result = tfsparse_cli("train", RECIPE, "--out", killed, "--resume", env=env)
     assert result.returncode == 0, result.stderr[-3000:]

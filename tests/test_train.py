@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import kill_after_epochs  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 RECIPE = ROOT / "models" / "mobilenet_v1.toml"
@@ -83,20 +83,7 @@ def test_resume_after_kill_continues_the_schedule(tmp_path):
             "--set", "train.dense_epochs=1", "--set", "train.epochs=3", "--set", "pruning.end=1.0"]
     proc = subprocess.Popen([sys.executable, "-m", "tfsparse.train", *map(str, args)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = run / "state.json"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            if state.exists() and json.loads(state.read_text())["epochs_done"]["pruning"] >= 1:
-                break
-            assert proc.poll() is None, "training ended before it could be interrupted"
-            time.sleep(0.2)
-        else:
-            pytest.fail("no pruning checkpoint within the deadline")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    done_before = json.loads(state.read_text())["epochs_done"]["pruning"]
+    done_before = kill_after_epochs(proc, run)
     assert done_before < 3 and not (run / "metrics.json").exists()
 
     result = train(RECIPE, "--out", run, "--resume")
