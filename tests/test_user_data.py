@@ -98,9 +98,14 @@ def test_image_folder_splits_cache_and_augmentation(images, tmp_path):
     from tfsparse import datasets
 
     config = DataConfig(name="image_folder", path=str(images), image_size=[16, 20], validation_split=0.2,
-                        test_split=0.1, cache=str(tmp_path / "cache"), augment=["flip", "crop"])
+                        test_split=0.1, cache=str(tmp_path / "cache"), augment=["flip", "crop"],
+                        pixel_scale=1 / 127.5, pixel_offset=-1.0)
     splits = datasets.load(config, {})
     assert splits.labels == CLASSES and splits.x_train.shape == (210, 16, 20, 3)
+    # What the model takes from a pixel ([-1, 1] here): training and the metadata read it.
+    assert splits.preprocessing["scale"] == pytest.approx(1 / 127.5) and splits.preprocessing["offset"] == -1.0
+    assert datasets.load(DataConfig(name="image_folder", path=str(images), image_size=8), {}).preprocessing[
+        "scale"] == pytest.approx(1 / 255)
     assert len(splits.x_val) == 60 and len(splits.x_test) == 30
     assert not set(splits.x_train.keys) & set(splits.x_test.keys)  # no file in two splits
     # The test split reads as an array (export does this); labels match the folder names.
@@ -287,13 +292,15 @@ def test_bad_input_from_the_command_line(tmp_path):
 
 def test_data_config_round_trips_and_rejects_bad_keys():
     config = DataConfig(name="image_folder", path="/data", image_size=[32, 48], augment=["flip"], cache=True,
-                        validation_split=0.2)
+                        validation_split=0.2, pixel_scale=1.0, pixel_offset=0.0)
     assert DataConfig.from_config(config.get_config()) == config
     assert "path" not in DataConfig().get_config()  # built-in sets round-trip unchanged
     for bad, words in [({"name": "fashion_mnist", "path": "x"}, "data.path applies to"),
                        ({"name": "arrays"}, "data.path must name"),
                        ({"name": "arrays", "path": "a", "augment": ["flip"]}, "data.augment does not apply"),
                        ({"name": "image_folder", "path": "a", "image_size": 4}, "data.image_size must be"),
+                       ({"name": "image_folder", "path": "a", "pixel_scale": 0}, "data.pixel_scale must be"),
+                       ({"name": "text_csv", "path": "a", "pixel_offset": 1.0}, "data.pixel_offset does not apply"),
                        ({"name": "image_folder", "path": "a", "validation_split": 0.6, "test_split": 0.5},
                         "must be < 1")]:
         with pytest.raises(ValueError, match=words):

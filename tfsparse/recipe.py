@@ -140,6 +140,11 @@ class DataConfig(_Section):
     shuffle_buffer: int | None = None
     text_column: str | None = None
     label_column: str | None = None
+    # What the model takes from a pixel (image_folder): `pixel * pixel_scale + pixel_offset`. The
+    # default 1/255, 0 gives [0, 1]; a model trained on [-1, 1] (keras.applications MobileNetV2's
+    # preprocess_input) wants 1/127.5, -1; a model with its own Rescaling layer wants raw pixels, 1, 0.
+    pixel_scale: float | None = None
+    pixel_offset: float | None = None
 
     def __post_init__(self):
         _check(isinstance(self.name, str) and self.name, f"data.name must be a non-empty string, got {self.name!r}")
@@ -156,10 +161,10 @@ class DataConfig(_Section):
 
     def _check_user_data(self):
         """The keys of the user-data kinds: types here, files when the data set is opened."""
-        kind_keys = {"image_folder": {"image_size", "augment"}, "text_csv": {"text_column", "label_column"},
+        kind_keys = {"image_folder": {"image_size", "augment", "pixel_scale", "pixel_offset"}, "text_csv": {"text_column", "label_column"},
                      "audio_folder": set(), "arrays": set()}
         user_keys = ("path", "image_size", "validation_split", "test_split", "augment", "cache", "shuffle_buffer",
-                     "text_column", "label_column")
+                     "text_column", "label_column", "pixel_scale", "pixel_offset")
         given = [k for k in user_keys if getattr(self, k) is not None]
         if self.name not in kind_keys:
             _check(not given, f"data.{given[0] if given else ''} applies to image_folder, audio_folder, text_csv "
@@ -167,7 +172,7 @@ class DataConfig(_Section):
             return
         _check(isinstance(self.path, str) and self.path.strip() != "",
                f"data.path must name the data (a folder or file) for data.name = {self.name!r}, got {self.path!r}")
-        for key in ("image_size", "augment", "text_column", "label_column"):
+        for key in ("image_size", "augment", "text_column", "label_column", "pixel_scale", "pixel_offset"):
             if getattr(self, key) is not None:
                 _check(key in kind_keys[self.name], f"data.{key} does not apply to data.name = {self.name!r}")
         size = self.image_size
@@ -194,6 +199,10 @@ class DataConfig(_Section):
                                                and not isinstance(self.shuffle_buffer, bool)
                                                and self.shuffle_buffer >= 1),
                f"data.shuffle_buffer must be an integer >= 1, got {self.shuffle_buffer!r}")
+        _check(self.pixel_scale is None or (_is_number(self.pixel_scale) and self.pixel_scale != 0),
+               f"data.pixel_scale must be a non-zero number, got {self.pixel_scale!r}")
+        _check(self.pixel_offset is None or _is_number(self.pixel_offset),
+               f"data.pixel_offset must be a number, got {self.pixel_offset!r}")
         for key in ("text_column", "label_column"):
             value = getattr(self, key)
             _check(value is None or (isinstance(value, str) and value),

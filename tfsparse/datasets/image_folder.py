@@ -25,6 +25,8 @@ Recipe:
     test_split = 0.1                # used when there is no test/ folder
     augment = ["flip", "translate"] # training split only: flip, translate, crop
     cache = true                    # decoded images cached on disk (true: ~/.cache/tfsparse/data-cache)
+    pixel_scale = 0.00784313725     # what the model takes: pixel * pixel_scale + pixel_offset
+    pixel_offset = -1.0             # (default 1/255, 0; raw pixels for a model with its own Rescaling: 1, 0)
 """
 
 from __future__ import annotations
@@ -237,15 +239,17 @@ def load(data_config, model_args) -> Splits:
         return ImageFolderSplit(*parts[s], size=size, cache=cache, shuffle_buffer=buffer, name=s, **kw)
 
     problems = sorted(bad.items())
+    scale = 1 / 255 if data_config.pixel_scale is None else float(data_config.pixel_scale)
+    offset = 0.0 if data_config.pixel_offset is None else float(data_config.pixel_offset)
     return Splits(
         name="image_folder", labels=labels,
         x_train=split("train", augment=augment), y_train=parts["train"][1],
         x_val=split("val"), y_val=parts["val"][1],
         x_test=split("test"), y_test=parts["test"][1],
         preprocessing={"kind": "image", "layout": "NHWC", "channels": 3, "height": size[0], "width": size[1],
-                       "scale": 1 / 255, "offset": 0.0,
+                       "scale": scale, "offset": offset,
                        "note": f"decoded to RGB, bilinear-resized to {size[0]}x{size[1]} (aspect not kept); "
-                               "input = pixel / 255"},
+                               f"input = pixel * {scale:.6g} + {offset:g}"},
         data_report=unreadable_report(
             "image_folder", str(root), problems, classes=labels, ignored_files=ignored,
             examples={s: int(len(parts[s][0])) for s in SPLIT_FOLDERS},
