@@ -57,6 +57,7 @@ WHY = {
     "pooled head": "the cluster must end in a global average pool; a 1x1 conv after MEAN(keep_dims) is pulled "
                    "into it and LiteRT 2.3.0 fails to allocate such a model",
     "4D constant": "XNNPACK runs ADD/MUL channel-first only when both operands are 4D (a scalar constant is rank 0)",
+    "scalar folded into bias": "the same reason as 4D constant, and a [1, 1, 1, 1] constant right after a conv breaks TensorFlow's compiled training step (grappler folds it into the BiasAdd)",
     "input preprocessing moved to the file's metadata": "the channel-first cluster must start at the 3x3 "
                                                         "stride-2 stem conv reading the graph input",
 }

@@ -337,6 +337,8 @@ def rank4_constants(g: Graph) -> None:
         shape = g.input_shape(entry["name"]) if entry["name"] in g.live and entry["name"] not in g.head else None
         if shape is None or len(shape) != 4 or tuple(shape[1:3]) != (1, 1):
             continue
+        if _fold_into_bias(g, entry):
+            continue
         for node in entry["inbound_nodes"]:
             kwargs = node[3] if len(node) > 3 and isinstance(node[3], dict) else None
             if kwargs is not None and isinstance(kwargs.get("y"), (int, float)):
@@ -344,6 +346,37 @@ def rank4_constants(g: Graph) -> None:
                 kwargs["y"] = [[[[float(value)]]]]
                 g.record(entry["name"], "4D constant", f"{entry['config']['function']} by the scalar {value:g} "
                          "-> the same value shaped [1, 1, 1, 1]", True)
+
+
+def _fold_into_bias(g: Graph, entry: dict) -> bool:
+    """`conv(x) + c` (or `- c`) with a scalar c and nothing else reading the conv -> the conv's bias + c.
+
+    Squeeze-and-excite's hard sigmoid adds 3 right after a 1x1 conv. As a [1, 1, 1, 1] constant,
+    TensorFlow's graph optimizer (grappler) folds that add into the conv's BiasAdd and then fails
+    in every compiled training or evaluation step ("Must provide as many biases as the last
+    dimension of the input tensor: [C] vs. [1,1,1,1]"; eager calls work). Folded into the bias
+    here it is exact, and the TFLite converter would have folded it the same way.
+    """
+    function = entry["config"].get("function")
+    if function not in ("__operators__.add", "math.add", "math.subtract") or len(entry["inbound_nodes"]) != 1:
+        return False
+    (node,) = entry["inbound_nodes"]
+    kwargs = node[3] if len(node) > 3 and isinstance(node[3], dict) else None
+    producers = g.producers(entry["name"])
+    if kwargs is None or not isinstance(kwargs.get("y"), (int, float)) or len(producers) != 1:
+        return False
+    conv = g.get(producers[0])
+    weights = g.weights.get(conv["name"]) or []
+    if conv["class_name"] not in ("Conv2D", "Dense") or not conv["config"].get("use_bias", True) or \
+            conv["config"].get("activation", "linear") != "linear" or len(weights) != 2 or \
+            g.consumers(conv["name"]) != [entry["name"]]:
+        return False
+    value = float(kwargs["y"]) * (-1 if function == "math.subtract" else 1)
+    weights[1] = weights[1] + np.asarray(value, dtype=weights[1].dtype)
+    g.remove(entry["name"])
+    g.record(entry["name"], "scalar folded into bias", f"{function} by the scalar {kwargs['y']:g} after "
+             f"{conv['name']} -> {conv['name']}'s bias", True)
+    return True
 
 
 def _same_pads(size: int, k: int, stride: int) -> tuple[int, int]:
