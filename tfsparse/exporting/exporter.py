@@ -76,7 +76,7 @@ from typing import Any, Sequence
 import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.errors import one_line
+from tfsparse.errors import first_line, one_line
 from tfsparse.exporting.manifest import DOCUMENT_ROLE, MANIFEST_NAME
 from tfsparse.recipe import EXPORT_VARIANTS, INT8_WEIGHTS, Recipe, load_recipe
 from tfsparse.run_folder import RunFolder
@@ -314,7 +314,7 @@ class Exporter:
         try:
             return self.tf.keras.models.load_model(path, compile=False)
         except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
-            raise UserError(f"cannot load {path}: {one_line(str(e).splitlines()[0] if str(e) else type(e).__name__)}") from None
+            raise UserError(f"cannot load {path}: {one_line(first_line(e))}") from None
 
     def sub_model(self, model, path: Path):
         """Input -> `[export] output_layer`, sharing the weights (a model loaded from a file is a

@@ -264,6 +264,13 @@ def _plot(path: Path, rows: list[dict], value, ylabel: str, title: str, note: st
     if note:
         fig.text(0.01, 0.01, note, fontsize="x-small", color="dimgray")
     fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    return _save_png(fig, path)
+
+
+def _save_png(fig, path: Path) -> Path:
+    """Writes a matplotlib figure atomically as PNG and closes it."""
+    import matplotlib.pyplot as plt
+
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
@@ -354,10 +361,7 @@ def plot_gap(path: Path, points: list[dict]) -> Path | None:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 # ---- writing ------------------------------------------------------------------------------
