@@ -1,6 +1,7 @@
 """Sparse retrieval (issue 16): metrics on hand-computed toy cases, the BM25 baseline through
 bm25s, the BBC title -> article splits, bad recipe values, and the SPLADE-style encoder
-trained briefly, exported and run through LiteRT (real TensorFlow, TF-MOT, converter).
+trained briefly, exported (query and document encoders) and run through LiteRT (real
+TensorFlow, TF-MOT, converter).
 """
 
 from __future__ import annotations
