@@ -610,7 +610,8 @@ def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str
             measured = exporter.measure_documents(data, dense, written.get((variant, dense)))
         else:
             measured = exporter.measure(data, dense)
-            written[(variant, dense)] = data
+            if measured["runs"]:  # the query file the document file's retrieval metrics go through
+                written[(variant, dense)] = data
         report = inspect_bytes(data)
         stem = f"{source.name}.document" if documents else source.name
         name = f"{stem}.{'dense' if dense else 'sparse'}.{variant}.tflite"
