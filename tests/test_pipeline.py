@@ -237,3 +237,50 @@ def test_a_folder_is_not_resumed_with_other_settings(point, tmp_path):
 def test_missing_recipe_is_one_line_exit_2(tmp_path):
     result = run("pipeline", tmp_path / "nope.toml", timeout=60)
     assert result.returncode == 2 and "no such recipe file" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+
+@pytest.mark.parametrize("method", ["gradual", "static"])
+def test_sweep_shares_the_dense_model_only_when_the_method_has_a_dense_phase(method, tmp_path, monkeypatch, capsys):
+    """A sweep over a sparse-from-scratch method (static here; set and rigl alike) must not hand
+    later points the first point's dense model: `tfsparse.train` refuses `--from` there, and the
+    sweep failed at its second point. In-process and without training: each point's argv goes
+    through the real pipeline parser and the train command's real input checks (stopped just
+    before TensorFlow); the end-to-end sweep is test_interrupted_sweep_resumes_... (gradual)."""
+    from tfsparse import atomic
+    from tfsparse.pipeline import runner, sweep
+    from tfsparse.training import command
+
+    class Checked(Exception):
+        pass
+
+    def stop_before_tensorflow(strategy):
+        raise Checked
+
+    monkeypatch.setattr(command, "make_strategy", stop_before_tensorflow)
+    points = []
+
+    def pipeline_main(argv):
+        args = runner.parse_args(argv)
+        stages = runner.Pipeline(args)
+        with pytest.raises(Checked):  # every input check passed, nothing written
+            command.run(args.recipe, stages.run_dir, overrides=args.set, epochs=1, from_model=args.from_model)
+        points.append(args)
+        stages.run_dir.mkdir(parents=True)
+        (stages.run_dir / "dense.keras").write_bytes(b"")  # what a finished point leaves for --from
+        atomic.write_json(stages.out / "results.json", {"points": [{"name": args.name, "rows": [], "benchmarks": {}}]})
+        return 0
+
+    monkeypatch.setattr(sweep.pipeline, "main", pipeline_main)
+    out = tmp_path / f"{method}-sweep"
+    assert sweep.main([str(RECIPE), "--sparsity", "0.5,0.75,0.9", "--out", str(out), *TINY,
+                       "--set", f"pruning.method={method}", "--quick", "--skip-arm64"]) == 0
+    first_dense = out / "points" / "mobilenet_v1-sp50" / "runs" / "mobilenet_v1-sp50" / "dense.keras"
+    assert [(p.name, p.from_model) for p in points] == [
+        ("mobilenet_v1-sp50", None),
+        ("mobilenet_v1-sp75", None if method == "static" else str(first_dense)),
+        ("mobilenet_v1-sp90", None if method == "static" else str(first_dense))]
+    assert [p.set[-1] for p in points] == [f"pruning.final_sparsity={v}" for v in (0.5, 0.75, 0.9)]
+    said = "pruning.method = 'static' trains sparse from the first step"
+    assert (said in capsys.readouterr().out) == (method == "static")
+    assert ("trained sparse from scratch, no shared dense model" in (out / "report.md").read_text()) == (method == "static")

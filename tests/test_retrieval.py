@@ -1,6 +1,7 @@
 """Sparse retrieval (issue 16): metrics on hand-computed toy cases, the BM25 baseline through
 bm25s, the BBC title -> article splits, bad recipe values, and the SPLADE-style encoder
-trained briefly, exported and run through LiteRT (real TensorFlow, TF-MOT, converter).
+trained briefly, exported (query and document encoders) and run through LiteRT (real
+TensorFlow, TF-MOT, converter).
 """
 
 from __future__ import annotations
@@ -224,3 +225,56 @@ def test_manifest_scores_retrieval_through_the_file_against_bm25(tiny_export):
     assert extra["bm25"]["full_text"]["recall_at_10"] > 0.5
     assert 0 < extra["bm25"]["same_words"]["mrr_at_10"] <= extra["bm25"]["same_words"]["recall_at_10"]
     assert sparse["lookup_tables"] and sparse["sparse_tensors"] >= 2  # table + FC/conv kernels stored sparse
+
+
+def test_document_encoder_file_equals_keras_is_mostly_zero_and_is_listed(tiny_export):
+    """The document side (same weights, document length) is exported, run, paired with its own
+    dense baseline and described in the model card, from the same tiny run."""
+    import tfsparse  # noqa: F401  (Keras 2 before TensorFlow)
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfsparse import datasets
+    from tfsparse.exporting import manifest as manifest_io
+    from tfsparse.reporting import model_card
+    from tfsparse.tflite import metadata
+
+    run, export, manifest = tiny_export
+    recipe = load_recipe(run / "config.toml")
+    splits = datasets.load(recipe.data, recipe.model.args)
+    name = run.name
+    by_path = {e["path"]: e for e in manifest["files"]}
+    assert list(by_path) == [f"{name}.dense.fp32.tflite", f"{name}.sparse.fp32.tflite",
+                             f"{name}.document.dense.fp32.tflite", f"{name}.document.sparse.fp32.tflite"]
+    doc_entry = by_path[f"{name}.document.sparse.fp32.tflite"]
+    assert doc_entry["role"] == "document_encoder" and doc_entry["runs"] and "role" not in by_path[f"{name}.sparse.fp32.tflite"]
+    # Each encoder is compared with its own dense baseline (bench pairs, size ratio).
+    pairs = {(d.name, s.name) for d, s in manifest_io.dense_sparse_pairs(export)}
+    assert pairs == {(f"{name}.dense.fp32.tflite", f"{name}.sparse.fp32.tflite"),
+                     (f"{name}.document.dense.fp32.tflite", f"{name}.document.sparse.fp32.tflite")}
+    assert doc_entry["size_ratio_vs_dense"] == pytest.approx(
+        by_path[f"{name}.document.dense.fp32.tflite"]["bytes"] / doc_entry["bytes"], abs=1e-3)
+
+    data = (export / doc_entry["path"]).read_bytes()
+    runner = Interpreter(model_content=data).get_signature_runner("serving_default")
+    keras_model = tf.keras.models.load_model(run / "sparse.keras", compile=False)
+    documents = splits.y_test[:40]
+    lite = np.concatenate([runner(tokens=d[None])["term_weights"] for d in documents])
+    assert lite.shape == (40, 600)
+    np.testing.assert_allclose(lite, keras_model.predict(documents, verbose=0), atol=1e-5, rtol=1e-5)
+    assert np.mean(lite == 0) >= 0.95 and np.count_nonzero(lite) > 0
+    info = metadata.read(data)
+    assert info["role"] == "document_encoder" and info["input"]["shape"] == [1, recipe.data.document_length]
+    assert info["input"]["normalisation"]["sequence_length"] == recipe.data.document_length
+    assert info["input"]["normalisation"]["vocabulary"] == splits.preprocessing["vocabulary"]
+    # Retrieval as the app runs it (queries through the query file, documents through this one).
+    extra = doc_entry["extra"]
+    assert extra["documents_encoded_by"] == "the document encoder's file"
+    assert extra["document_zero_fraction"] >= 0.95 and doc_entry["parity"]["max_abs_diff"] < 1e-4
+    query_extra = by_path[f"{name}.sparse.fp32.tflite"]["extra"]
+    assert extra["mrr_at_10"] == pytest.approx(query_extra["mrr_at_10"], abs=0.02)  # same vectors up to float error
+    # The card ships the query file and says how the app uses the document file.
+    card = model_card.card(export)
+    assert f"**Ship `{name}.sparse.fp32.tflite`**" in card
+    assert "## Document encoder: indexing documents on the device" in card and f"`{doc_entry['path']}`" in card
+    assert "fun buildIndex" in card

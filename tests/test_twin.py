@@ -68,6 +68,19 @@ def test_a_file_without_sparse_tensors_comes_back_unchanged():
     assert dense_twin(data) == data
 
 
+def test_twin_if_sparse_reads_the_file_once(monkeypatch):
+    from tfsparse.tflite import twin
+
+    sparse, dense = build_tflite(next(n for n in GRAPHS if n != "unpruned")), build_tflite("unpruned")
+    expected = dense_twin(sparse)
+    calls = []
+    real_parse = flatbuffer.parse
+    monkeypatch.setattr(flatbuffer, "parse", lambda data: calls.append(len(data)) or real_parse(data))
+    assert twin.twin_if_sparse(sparse) == expected and calls == [len(sparse)]
+    calls.clear()
+    assert twin.twin_if_sparse(dense) is None and calls == [len(dense)]
+
+
 def test_twin_of_a_sparse_lookup_table():
     import tensorflow as tf
 

@@ -57,3 +57,17 @@ def one_line(text, *, last: bool = False) -> str:
         lines = [line for line in text.splitlines() if line.strip()]
         text = lines[-1] if lines else ""
     return " ".join(text.split())
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when empty), cut at `limit`
+    characters: Keras and TensorFlow put a whole traceback or graph dump after the cause.
+
+    >>> first_line(ValueError("bad layer\\n  File ...\\n"))
+    'bad layer'
+    >>> first_line(KeyError())
+    'KeyError'
+    """
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[:limit] + "..."

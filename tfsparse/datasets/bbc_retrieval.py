@@ -12,12 +12,15 @@ Model input: `x` = title token ids (`data.query_length` columns), `y` = body tok
 (`data.document_length` columns: the first words of the body), one word tokenizer and
 vocabulary (`tfsparse.datasets.text`, training titles and bodies only; `vocab_size` from
 `[model]`). The export ships the *query* encoder: its metadata holds the tokenizer with the
-query length and the vocabulary, i.e. the meaning of every output dimension.
+query length and the vocabulary, i.e. the meaning of every output dimension. Because
+`preprocessing` names `document_sequence_length`, it also ships the *document* encoder (the
+same weights at the document length) for apps that index their own documents on the device.
 
 `extra_metrics(predict)` retrieves every test title among the test articles (the corpus is
 the held-out articles only): queries encoded by `predict` (the Keras model at training time,
-the `.tflite` file at export), documents by the Keras model of the same weights (an index is
-built once, off the phone). It reports MRR@10, Recall@10, mean non-zero terms per query and
+the `.tflite` file at export), documents by `predict.encode_documents` when set (the exported
+document encoder, `<name>.document.sparse.<variant>.tflite`: what an app indexing on the
+device computes) or else by the Keras model of the same weights. It reports MRR@10, Recall@10, mean non-zero terms per query and
 per document, and BM25 (`bm25s`) on the same words and on the full bodies as the baseline.
 """
 
@@ -34,10 +37,16 @@ TASK_METRIC = "mrr_at_10"
 OUTPUTS = {  # the exported file's output, per `[model] head`
     "sparse": {"name": "term_weights",
                "meaning": "one weight per vocabulary term (index = token id in the vocabulary), mostly exactly 0; "
-                          "score a document by the dot product with its stored vector"},
+                          "score a document by the dot product with its stored vector",
+               "document_meaning": "a document's weight per vocabulary term (index = token id in the vocabulary), "
+                                   "mostly exactly 0: encode each document once, store its non-zero terms in an "
+                                   "inverted index (term -> documents, weights); queries go through the query "
+                                   "encoder"},
     "dense": {"name": "embedding",
               "meaning": "unit-length dense embedding; score a document by the dot product with its stored "
-                         "vector (cosine similarity)"},
+                         "vector (cosine similarity)",
+              "document_meaning": "a document's unit-length dense embedding: encode each document once and store "
+                                  "it; score it by the dot product with the query encoder's vector"},
 }
 DOC_BATCH = 64  # documents per Keras predict batch: (batch, length, vocab) logits stay ~150 MB
 
@@ -124,12 +133,19 @@ def load(data_config, model_args) -> Splits:
         if model is None:
             return {}
         q = np.asarray(predict(x_test), np.float32)
-        d = np.concatenate([model.predict(y_test[i:i + DOC_BATCH], verbose=0) for i in range(0, len(y_test), DOC_BATCH)])
+        encode_documents = getattr(predict, "encode_documents", None)
+        if encode_documents is not None:
+            d = np.asarray(encode_documents(y_test), np.float32)
+        else:
+            d = np.concatenate([model.predict(y_test[i:i + DOC_BATCH], verbose=0)
+                                for i in range(0, len(y_test), DOC_BATCH)])
         result = scores_summary(q @ d.T, np.arange(len(test)))
         result.update({"query_" + k: v for k, v in nonzero_stats(q).items()})
         result.update({"document_" + k: v for k, v in nonzero_stats(d).items()})
         result.update({"bm25": bm25_baseline(), "queries": len(test), "corpus": f"{len(test)} held-out test articles",
                        "query_length": query_length, "document_length": document_length,
+                       "documents_encoded_by": ("the document encoder's file" if encode_documents is not None
+                                                else "the Keras model of the same weights"),
                        "scoring": ("cosine similarity (unit vectors)" if dense_head(model) else
                                    "dot product of the query and document term weights")})
         return result

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfsparse.datasets import Splits
+from tfsparse.datasets import Splits, gym_env
 from tfsparse.errors import UserError
 
 ENV_ID = "FrozenLake-v1"
@@ -36,24 +36,18 @@ EVAL_SEED = 10_000  # episode i is reset with seed EVAL_SEED + i
 ROLLOUT_EPSILON = 0.3  # exploration while collecting states, so off-path states are labelled too
 TRAIN_STATES = 20_000
 DATA_SEED = 7
+NEEDED_BY = "frozenlake recipes"  # the missing-gymnasium message: "frozenlake recipes need gymnasium"
 
 
 def fetch(verbose: bool = True) -> str:
     """Nothing to download: the environment is pure Python. Checks gymnasium is importable."""
-    _gym()
+    gym_env._gym(NEEDED_BY)
     return "gymnasium installed (nothing to download)"
 
 
-def _gym():
-    try:
-        import gymnasium
-    except ImportError:
-        raise UserError("the frozenlake data set needs gymnasium: pip install gymnasium") from None
-    return gymnasium
-
-
 def make_env(is_slippery: bool, map_name: str):
-    return _gym().make(ENV_ID, is_slippery=is_slippery, map_name=map_name)
+    return gym_env.make_env(ENV_ID, {"is_slippery": is_slippery, "map_name": map_name}, needed_by=NEEDED_BY,
+                            settings="data.is_slippery / data.map_name")
 
 
 def value_iteration(P: dict, n_states: int, n_actions: int, gamma: float = GAMMA, tol: float = 1e-10) -> np.ndarray:

@@ -36,20 +36,24 @@ ACTION_NAMES = {"FrozenLake-v1": ["left", "down", "right", "up"],
 TRAIN_SEED_STRIDE = 1_000_003  # agent seed s trains on env seeds s * stride + i (never eval seeds)
 
 
-def _gym():
+def _gym(needed_by: str = "[rl] recipes"):
+    """The gymnasium module; a one-line UserError saying what needs it when it is not installed
+    (the one import wrapper: `tfsparse.datasets.frozenlake` passes its own `needed_by`)."""
     try:
         import gymnasium
     except ImportError:
-        raise UserError("[rl] recipes need gymnasium: pip install gymnasium") from None
+        raise UserError(f"{needed_by} need gymnasium: pip install gymnasium") from None
     return gymnasium
 
 
-def make_env(env_id: str, env_kwargs: dict):
-    gym = _gym()
+def make_env(env_id: str, env_kwargs: dict, needed_by: str = "[rl] recipes", settings: str = "rl.env_kwargs"):
+    """`gymnasium.make(env_id, **env_kwargs)`; kwargs the environment rejects are a one-line
+    UserError naming the recipe `settings` they came from."""
+    gym = _gym(needed_by)
     try:
         return gym.make(env_id, **env_kwargs)
     except TypeError as e:
-        raise UserError(f"rl.env_kwargs {env_kwargs} do not fit {env_id}: {e}") from None
+        raise UserError(f"{settings} {env_kwargs} do not fit {env_id}: {e}") from None
 
 
 @dataclass

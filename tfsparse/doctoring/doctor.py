@@ -43,6 +43,7 @@ import numpy as np
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.errors import ConversionError, TfsparseError
+from tfsparse.errors import first_line as _first_line
 
 PLACEHOLDER_SPARSITY = 0.9
 RELATIVE_TOLERANCE = 1e-4  # of the largest output: float rounding of folded BatchNorm, nothing more
@@ -309,12 +310,6 @@ def save_fixed(report: DoctorReport, out) -> Path:
         report.fixed_model.save(tmp)
         record.add(tmp, report.record())
     return out
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line if len(line) <= 300 else line[:300] + "..."
 
 
 # ---- the command ------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ trained with `--out`):
   Lookup tables (an `Embedding`'s GATHER) are not covered by the converter's pass;
   `tfsparse.exporting.sparse_lookup` stores the pruned ones sparse behind a DENSIFY op as well
   (float variants), and the manifest lists them under `lookup_tables`.
+- For a retrieval encoder (the data set names `document_sequence_length`):
+  `<name>.document.dense.fp32.tflite` and `<name>.document.sparse.<variant>.tflite`, the
+  same weights with the input at the document length, for apps that index their own
+  documents on the device (manifest `role: "document_encoder"`).
 - `manifest.json` (schema in `tfsparse.exporting.manifest`): per file sizes, the ratio to the dense
   baseline, sparse tensor / DENSIFY counts, LiteRT test-split `score` in the recipe's
   `[train] metric` (`accuracy` too when that metric is accuracy, else null), parity with
@@ -72,8 +76,8 @@ from typing import Any, Sequence
 import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.errors import one_line
-from tfsparse.exporting.manifest import MANIFEST_NAME
+from tfsparse.errors import first_line, one_line
+from tfsparse.exporting.manifest import DOCUMENT_ROLE, MANIFEST_NAME
 from tfsparse.recipe import EXPORT_VARIANTS, INT8_WEIGHTS, Recipe, load_recipe
 from tfsparse.run_folder import RunFolder
 from tfsparse.stderr import captured_stderr
@@ -83,6 +87,9 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 FAILED_DIR = "failed"
 EVAL_BATCH = 256
+# Documents per batch (Keras and LiteRT): a (batch, length, vocabulary) logits tensor of 64 x 128 x
+# 5000 floats is ~160 MB; EVAL_BATCH documents would be four times that.
+DOCUMENT_BATCH = 64
 PROBE_EXAMPLES = 16  # seeded random inputs that check a file runs and matches Keras when there is no data
 
 
@@ -278,6 +285,24 @@ class Exporter:
         self.keras_out = {"sparse": self.sparse.predict(self.x_test, batch_size=EVAL_BATCH, verbose=0)}
         self.keras_out["dense"] = (self.keras_out["sparse"] if self.dense is self.sparse else
                                    self.dense.predict(self.x_test, batch_size=EVAL_BATCH, verbose=0))
+        # A retrieval encoder's document side: the same weights at the document length (the data
+        # set says so with `document_sequence_length`; its test documents are `y_test`).
+        self.document_length = (None if self.output_layer or not self.has_data
+                                else splits.preprocessing.get("document_sequence_length"))
+        self._keras_documents: dict[str, Any] = {}
+
+    def keras_documents(self, which: str):
+        """The Keras model's (`which`: dense/sparse) vectors of the test documents, computed once."""
+        model = self.dense if which == "dense" else self.sparse
+        key = "sparse" if model is self.sparse else which  # a bare model is its own baseline
+        if key not in self._keras_documents:
+            self._keras_documents[key] = model.predict(self.documents, batch_size=DOCUMENT_BATCH, verbose=0)
+        return self._keras_documents[key]
+
+    @property
+    def documents(self):
+        """The test documents as model input (token ids at the document length)."""
+        return self.model_input(self.splits.y_test)
 
     def model_input(self, x):
         """Stored examples -> model input, exactly as `tfsparse.training.trainer.batches` feeds them."""
@@ -289,7 +314,7 @@ class Exporter:
         try:
             return self.tf.keras.models.load_model(path, compile=False)
         except Exception as e:  # noqa: BLE001 - Keras raises many types for a bad file
-            raise UserError(f"cannot load {path}: {one_line(str(e).splitlines()[0] if str(e) else type(e).__name__)}") from None
+            raise UserError(f"cannot load {path}: {one_line(first_line(e))}") from None
 
     def sub_model(self, model, path: Path):
         """Input -> `[export] output_layer`, sharing the weights (a model loaded from a file is a
@@ -314,11 +339,12 @@ class Exporter:
             return self.splits.preprocessing["output"]["name"]
         return OUTPUT_NAME if self.task == "accuracy" else "prediction"
 
-    def output_meaning(self) -> str:
+    def output_meaning(self, documents: bool = False) -> str:
         if self.output_layer:
             return f"activations of layer {self.output_layer!r} (features for a downstream model)"
         if "output" in self.splits.preprocessing:
-            return self.splits.preprocessing["output"]["meaning"]
+            output = self.splits.preprocessing["output"]
+            return output.get("document_meaning", output["meaning"]) if documents else output["meaning"]
         if self.task == "accuracy":
             return "softmax probabilities, index = label"
         return f"regression output, same layout as the training target (trained for {self.task})"
@@ -335,33 +361,36 @@ class Exporter:
         return self.keras_score(which) if self.metric == "accuracy" else None
 
     # -- conversion
-    def convert(self, model, variant: str, sparse: bool) -> bytes:
+    def convert(self, model, variant: str, sparse: bool, documents: bool = False) -> bytes:
         """One TFLite flatbuffer with the `serving_default` signature input -> output
-        (`tfsparse.exporting.converter.convert`, the conversion every tfsparse file goes through)."""
+        (`tfsparse.exporting.converter.convert`, the conversion every tfsparse file goes through).
+
+        `documents`: a retrieval encoder's document side, the same model at the document length."""
         from tfsparse.exporting.converter import convert
 
+        shape = (self.document_length,) if documents else self.x_test.shape[1:]
         return convert(model, variant, sparse=sparse, input_names=self.input_name, output_name=self.output_name,
-                       input_dtype=self.input_dtype, int8_weights=self.int8_weights,
-                       input_shape=self.x_test.shape[1:],
-                       representative_data=self.representative_dataset if variant == "int8" else None)
+                       input_dtype=self.input_dtype, int8_weights=self.int8_weights, input_shape=shape,
+                       representative_data=(lambda: self.representative_dataset(documents)) if variant == "int8" else None)
 
-    def representative_dataset(self):
-        """`[export] representative_examples` training examples, a seeded sample, one per step."""
+    def representative_dataset(self, documents: bool = False):
+        """`[export] representative_examples` training examples (their documents for a document
+        encoder), a seeded sample, one per step."""
         n = min(self.source.recipe.export.representative_examples, len(self.splits.x_train))
         rng = self.np.random.default_rng(self.source.recipe.train.seed)
         chosen = rng.choice(len(self.splits.x_train), size=n, replace=False)
         # Read together: a streamed split (the user's files) decodes them in one pipeline.
-        examples = self.model_input(self.splits.x_train[chosen])
+        examples = self.model_input((self.splits.y_train if documents else self.splits.x_train)[chosen])
         for i in range(n):
             yield [examples[i:i + 1]]
 
     # -- running
-    def run_tflite(self, data: bytes, x=None):
+    def run_tflite(self, data: bytes, x=None, batch: int = EVAL_BATCH):
         """Outputs of the file on model inputs `x` (default: the test split), through LiteRT
         with its default delegate.
 
         First at the file's own shape (batch 1, what an app does), then resized to
-        EVAL_BATCH so 10k examples take seconds; falls back to batch 1 if a model cannot resize.
+        `batch` so 10k examples take seconds; falls back to batch 1 if a model cannot resize.
         Raises RuntimeError/ValueError with the runtime's message if the file does not run.
         """
         from ai_edge_litert.interpreter import Interpreter
@@ -372,7 +401,6 @@ class Exporter:
             interpreter = Interpreter(model_content=data)
             interpreter.allocate_tensors()
             first = self._invoke(interpreter, x_all[:1])
-            batch = EVAL_BATCH
             try:
                 interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"],
                                                 [batch, *x_all.shape[1:]])
@@ -447,6 +475,29 @@ class Exporter:
                 "parity": {"max_abs_diff": float(np.max(np.abs(out - reference))), "top1_agreement": top1},
                 "extra": self.extra(data, out, dense)}
 
+    def measure_documents(self, data: bytes, dense: bool, query_data: bytes | None) -> dict:
+        """`measure` for a document encoder's file: parity with Keras on the test documents and, in
+        `extra`, retrieval as the app does it: queries through the query file of the same variant
+        (`query_data`), documents through this file (`Splits.extra_metrics` with `encode_documents`)."""
+        np = self.np
+        failed = {"runs": False, "metric": None, "score": None, "accuracy": None, "parity": None, "extra": None}
+        try:
+            out = self.run_tflite(data, self.documents, batch=DOCUMENT_BATCH)
+        except Exception as e:  # noqa: BLE001 - LiteRT raises RuntimeError/ValueError with its message
+            return {**failed, "error": _runtime_message(e)}
+        reference = self.keras_documents("dense" if dense else "sparse")
+        extra = None
+        if query_data is not None and self.splits.extra_metrics is not None:
+            def predict(x):
+                return self.run_tflite(query_data, self.model_input(x))
+
+            predict.keras_model = self.dense if dense else self.sparse
+            predict.encode_documents = lambda docs: out  # the test documents, already through this file
+            extra = self.splits.extra_metrics(predict)
+        return {"runs": True, "error": None, "metric": None, "score": None, "accuracy": None,
+                "parity": {"max_abs_diff": float(np.max(np.abs(out - reference))), "top1_agreement": None},
+                "extra": extra}
+
     # -- metadata
     def sparsity(self, model) -> dict:
         """Zero fractions of the pruned layers' kernels (all kernels with zeros for a bare model).
@@ -473,9 +524,11 @@ class Exporter:
                 "layers": {name: round(z / n, 6) for name, (z, n) in layers.items()},
                 "target": self.source.recipe.pruning.final_sparsity}
 
-    def metadata(self, variant: str, dense: bool, sparsity: dict) -> dict:
+    def metadata(self, variant: str, dense: bool, sparsity: dict, documents: bool = False) -> dict:
         shape = [1, *self.x_test.shape[1:]]
         pre = dict(self.splits.preprocessing)
+        if documents:  # the same tokenizer, padded / truncated to the document length
+            shape, pre["sequence_length"] = [1, self.document_length], self.document_length
         # The data set's own formula (log-mel, standardised frame) when it has one; the image one otherwise.
         formula = pre.get("formula") or ("input = pixel * scale + offset" if "scale" in pre else
                                          "input = token ids from the tokenizer in normalisation, 0 = padding"
@@ -491,12 +544,13 @@ class Exporter:
                 "input": {"name": self.input_name, "shape": shape, "dtype": self.input_dtype.name,
                           "layout": pre.get("layout", "NHWC" if "kind" not in pre else "batch x features"), "normalisation": pre, "formula": formula},
                 "output": {"name": self.output_name, "shape": [1, *model.output_shape[1:]], "dtype": "float32",
-                           "meaning": self.output_meaning()},
+                           "meaning": self.output_meaning(documents)},
+                **({"role": DOCUMENT_ROLE} if documents else {}),
                 "sparsity": sparsity}
 
 
 def _progress(entry: dict, out_dir: Path) -> str:
-    kind = "dense " if entry["dense"] else "sparse"
+    kind = ("document " if entry.get("role") == DOCUMENT_ROLE else "") + ("dense " if entry["dense"] else "sparse")
     size = f"{entry['bytes'] / 1024:8.1f} KiB  x{entry['size_ratio_vs_dense']:<5.2f}"
     if not entry["runs"]:
         return f"  {entry['variant']:<12} {kind} {size}  FAILS TO RUN  -> {out_dir / entry['path']}"
@@ -538,28 +592,39 @@ def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str
         log(describe(splits.data_report))
     sparse_sparsity = exporter.sparsity(exporter.sparse)
     dense_sparsity = exporter.sparsity(exporter.dense)
-    jobs = [("fp32", True)] + [(v, False) for v in variants]
-    entries, dense_bytes = [], None
-    log(f"exporting {source.name}: dense fp32 + sparse {', '.join(variants)} -> {out_dir}")
-    for variant, dense in jobs:
+    jobs = [("fp32", True, False)] + [(v, False, False) for v in variants]
+    if exporter.document_length:  # a retrieval encoder: its document side too (same weights), after the query files
+        jobs += [("fp32", True, True)] + [(v, False, True) for v in variants]
+    entries, dense_bytes, written = [], {}, {}
+    log(f"exporting {source.name}: dense fp32 + sparse {', '.join(variants)}"
+        + (" (query and document encoders)" if exporter.document_length else "") + f" -> {out_dir}")
+    for variant, dense, documents in jobs:
         model = exporter.dense if dense else exporter.sparse
-        data = exporter.convert(model, variant, sparse=not dense)
+        data = exporter.convert(model, variant, sparse=not dense, documents=documents)
         tables = []
         if not dense:  # the converter leaves GATHER tables (embeddings) dense; store them sparse
             data, tables = sparsify_lookup_tables(data)
-        data = tflite_metadata.embed(data, exporter.metadata(variant, dense, dense_sparsity if dense else sparse_sparsity))
-        measured = exporter.measure(data, dense)
+        data = tflite_metadata.embed(data, exporter.metadata(variant, dense, dense_sparsity if dense else sparse_sparsity,
+                                                             documents))
+        if documents:
+            measured = exporter.measure_documents(data, dense, written.get((variant, dense)))
+        else:
+            measured = exporter.measure(data, dense)
+            if measured["runs"]:  # the query file the document file's retrieval metrics go through
+                written[(variant, dense)] = data
         report = inspect_bytes(data)
-        name = f"{source.name}.{'dense' if dense else 'sparse'}.{variant}.tflite"
+        stem = f"{source.name}.document" if documents else source.name
+        name = f"{stem}.{'dense' if dense else 'sparse'}.{variant}.tflite"
         path = name if measured["runs"] else f"{FAILED_DIR}/{name}"
         atomic.write_bytes(out_dir / path, data)
         if measured["runs"] and (out_dir / FAILED_DIR / name).exists():
             (out_dir / FAILED_DIR / name).unlink()  # an earlier export's failure, now fixed
-        dense_bytes = dense_bytes or len(data)
+        dense_bytes.setdefault(documents, len(data))  # each encoder's dense fp32 file comes first
         summary = manifest_summary(report)
-        entry = {"path": path, "variant": variant, "dense": dense, "runs": measured["runs"],
+        entry = {"path": path, "variant": variant, "dense": dense, **({"role": DOCUMENT_ROLE} if documents else {}),
+                 "runs": measured["runs"],
                  "error": measured["error"], "bytes": report["bytes"], "gzip_bytes": report["gzip_bytes"],
-                 "size_ratio_vs_dense": round(dense_bytes / len(data), 3),
+                 "size_ratio_vs_dense": round(dense_bytes[documents] / len(data), 3),
                  "sparse_tensors": summary["sparse_tensors"], "densify_ops": summary["densify_ops"],
                  "metric": measured["metric"], "score": measured["score"], "accuracy": measured["accuracy"],
                  "parity": measured["parity"], "extra": measured["extra"], "xnnpack": summary["xnnpack"],

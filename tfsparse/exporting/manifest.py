@@ -9,8 +9,8 @@ Schema (paths are relative to the manifest's folder)::
                 "accuracy": ..., "parity": {"max_abs_diff": ..., "top1_agreement": ...},
                 "xnnpack": {"sparse_clusters": ..., "verdict": ..., "reasons": [...]}}]}
 
-Exactly one entry has `"dense": true, "variant": "fp32"`: the dense baseline every
-sparse file is compared against.
+Exactly one entry without a `role` has `"dense": true, "variant": "fp32"`: the dense baseline
+every sparse file is compared against (a role's files have their own, see below).
 
 As written by `python -m tfsparse.export` (see its docstring):
 - `model` is the run folder's name (the recipe's name for a default run) and prefixes
@@ -31,6 +31,15 @@ As written by `python -m tfsparse.export` (see its docstring):
 - `lookup_tables` (sparse files with a GATHER, e.g. an Embedding): per table `name`,
   `shape`, `zero_fraction`, `dense_bytes` and `sparse_bytes` as stored in the file (null
   when it stayed dense, under 30% zeros); see `tfsparse.exporting.sparse_lookup`.
+- `role` (absent for the model itself): `"document_encoder"` marks a retrieval encoder's
+  document side, `<model>.document.dense.fp32.tflite` (its own dense baseline) and
+  `<model>.document.sparse.<variant>.tflite`: the same weights as the query files, input at
+  the document length (`data.document_length`). An app that indexes its own documents
+  encodes each one once with it into an inverted index; queries go through the query file at
+  search time. Its `parity` is against the Keras model on the test documents, its `extra`
+  the retrieval metrics with queries through the query file of the same variant and
+  documents through this one (both LiteRT), and `size_ratio_vs_dense` is against its own
+  dense baseline. Files without a role come first. `role_of(entry)`, `DOCUMENT_ROLE`.
 - A file that failed to run has `"runs": false`, `error` = the runtime's message,
   `accuracy` and `parity` null, and lies under `failed/` (kept for inspection only).
 """
@@ -43,6 +52,12 @@ from pathlib import Path
 from tfsparse.errors import UserError
 
 MANIFEST_NAME = "manifest.json"
+DOCUMENT_ROLE = "document_encoder"
+
+
+def role_of(entry: dict) -> str | None:
+    """A file's `role`: None for the model itself, `DOCUMENT_ROLE` for a retrieval document encoder."""
+    return entry.get("role")
 
 
 def manifest_path(path: str | Path) -> Path:
@@ -78,17 +93,18 @@ def files(path: str | Path, runnable_only: bool = True) -> list[Path]:
 def dense_sparse_pairs(path: str | Path) -> list[tuple[Path, Path]]:
     """(dense baseline, sparse file) for every runnable sparse file in the manifest.
 
-    The baseline is the dense file of the same variant when the export wrote one,
-    else the dense fp32 file.
+    The baseline is the dense file of the same role and variant when the export wrote one,
+    else the dense fp32 file of the same role (a document encoder is never compared with the
+    query encoder's baseline: their inputs differ).
     """
     mp = manifest_path(path)
     entries = [e for e in load(mp)["files"] if e.get("runs", True)]
-    dense = {e.get("variant"): e for e in entries if e["dense"]}
+    dense = {(role_of(e), e.get("variant")): e for e in entries if e["dense"]}
     pairs = []
     for e in entries:
         if e["dense"]:
             continue
-        base = dense.get(e.get("variant")) or dense.get("fp32")
+        base = dense.get((role_of(e), e.get("variant"))) or dense.get((role_of(e), "fp32"))
         if base is not None:
             pairs.append((mp.parent / base["path"], mp.parent / e["path"]))
     return pairs

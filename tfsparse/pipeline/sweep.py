@@ -16,6 +16,12 @@ that `dense.keras` (`python -m tfsparse.train --from`), so the points differ onl
 pruning target and the dense baseline in every row is the same network. Each point sets
 `pruning.final_sparsity`; the rest of the recipe (and `--set`) is shared.
 
+A sparse-from-scratch recipe (`pruning.method = "static" | "set" | "rigl"`,
+`tfsparse.training.from_scratch`) has no dense phase to share: every point trains its own
+network sparse from the first step (`dense_epochs + epochs` epochs, from scratch), and each
+point's dense row is that point's own weights stored dense (the export baseline of such a
+run), not one shared network. The sweep says so when it starts and in the report's title.
+
 Resumable: a point is finished once its `pipeline.json` says so (written atomically, last);
 a finished point is skipped, an unfinished one resumes stage by stage. The sweep report is
 rewritten after every point, so an interrupted sweep still shows the points it finished.
@@ -32,6 +38,7 @@ from typing import Sequence
 from tfsparse import cli
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.pipeline import runner as pipeline
+from tfsparse.recipe import load_recipe
 from tfsparse.reporting import report
 from tfsparse.run_folder import RunFolder
 
@@ -90,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(s.split("=", 1)[0].strip() == "pruning.final_sparsity" for s in args.set):
         raise UserError("--set pruning.final_sparsity: the sweep sets it per point; use --sparsity")
     sparsities = parse_sparsities(args.sparsity)
+    # The recipe as every point resolves it (overrides included): its pruning method decides
+    # whether the points can share the first point's dense model.
+    method = load_recipe(args.recipe, [*args.set, f"pruning.final_sparsity={sparsities[0]}"]).pruning.method
+    from_scratch = method != "gradual"
     stem = Path(args.recipe).stem
     out = Path(args.out or Path("reports") / f"{stem}-sweep")
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [point_name(stem, s) for s in sparsities]
     # The first point trains the dense model; the others prune its dense.keras.
     shared_dense = RunFolder(out / "points" / names[0] / "runs" / names[0]).dense_model
+    if from_scratch:
+        print(f"[sweep] pruning.method = {method!r} trains sparse from the first step: there is no dense phase "
+              f"to share, so each of the {len(names)} points trains from scratch, and each point's dense row is "
+              "its own sparse weights stored dense", flush=True)
     points = []
     for i, (sparsity, name) in enumerate(zip(sparsities, names)):
         point_dir = out / "points" / name
@@ -112,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             point_argv += ["--skip-arm64"] if args.skip_arm64 else []
             point_argv += ["--runs", str(args.runs)] if args.runs else []
             point_argv += ["--arm64-variants", args.arm64_variants] if args.arm64_variants else []
-            if i > 0:
+            if i > 0 and not from_scratch:
                 point_argv += ["--from", str(shared_dense)]
             rc = pipeline.main(point_argv)
             if rc != 0:
@@ -120,8 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UserError(f"point {name} failed (output above); run the same command again to resume it")
             log(out, name, "finished")
         points.append(json.loads((point_dir / "results.json").read_text())["points"][0])
-        written = report.write(out, f"{stem}: sparsity sweep" + (" (--quick smoke run, not a result)" if args.quick else ""),
-                               points)
+        title = f"{stem}: sparsity sweep" + (f" (pruning.method = {method!r}: every point trained sparse from "
+                                             "scratch, no shared dense model)" if from_scratch else "")
+        written = report.write(out, title + (" (--quick smoke run, not a result)" if args.quick else ""), points)
     print(f"[sweep] {len(points)} point(s); report: {written[0]}", flush=True)
     return 0
 

@@ -68,7 +68,8 @@ def rows(manifest: dict) -> list[list[str]]:
         ratio = e.get("size_ratio_vs_dense")
         runs = e.get("runs", True)
         out.append([
-            str(manifest.get("model", "-")), str(e.get("variant", "-")), "dense" if e["dense"] else "sparse",
+            str(manifest.get("model", "-")), str(e.get("variant", "-")),
+            ("dense" if e["dense"] else "sparse") + (", document encoder" if manifest_io.role_of(e) else ""),
             format_size(e.get("bytes")), format_size(e.get("gzip_bytes")), "-" if ratio is None else f"{ratio:.2f}x",
             format_score(metric, manifest_io.file_score(e, metric)) if runs else "fails to run",
             format_pct((e.get("parity") or {}).get("top1_agreement")) if runs else "-",

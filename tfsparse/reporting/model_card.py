@@ -53,7 +53,8 @@ def _metadata(export_dir: Path, manifest: dict) -> dict:
 
 def _shipping_choice(manifest: dict) -> dict | None:
     """The smallest runnable sparse file XNNPACK runs sparse; else the smallest runnable sparse one."""
-    sparse = [e for e in manifest["files"] if not e["dense"] and e.get("runs", True)]
+    sparse = [e for e in manifest["files"] if not e["dense"] and e.get("runs", True)
+              and manifest_io.role_of(e) is None]  # a retrieval document encoder is shipped beside it
     engaged = [e for e in sparse if (e.get("xnnpack") or {}).get("verdict") == "sparse"]
     pool = engaged or sparse
     return min(pool, key=lambda e: e.get("bytes") or 0) if pool else None

@@ -38,7 +38,7 @@ from typing import Sequence
 from tfsparse import atomic
 from tfsparse.benchmarking.bench import EMULATED, SAME_WEIGHTS, UNPRUNED
 from tfsparse.cli import ArgumentParser, UserError, run_main
-from tfsparse.exporting.manifest import file_score, task_metric
+from tfsparse.exporting.manifest import file_score, role_of, task_metric
 from tfsparse.reporting.export_table import format_pct, format_score, format_size, metric_label
 from tfsparse.run_folder import RunFolder
 
@@ -162,7 +162,9 @@ def collect_point(name: str, run_dir: Path, export_dir: Path, bench_dir: Path) -
     for entry in manifest["files"]:
         file = Path(entry["path"]).name
         row = {"point": name, "model": manifest.get("model", name), "file": file,
-               "variant": entry.get("variant"), "weights": "dense" if entry["dense"] else "sparse",
+               "variant": entry.get("variant"),
+               "weights": ("dense" if entry["dense"] else "sparse") + (", document encoder" if role_of(entry) else ""),
+               "role": role_of(entry),  # a retrieval document encoder's row: listed, not plotted
                "target_sparsity": 0.0 if entry["dense"] else target,
                "sparsity": 0.0 if entry["dense"] else sparsity,
                "dense_layers": "all" if entry["dense"] else left_dense,
@@ -219,7 +221,7 @@ def _series(rows: list[dict], value, label) -> tuple[dict[str, list[tuple]], lis
     dense = []
     for r in rows:
         v = value(r)
-        if v is None or r.get("reference"):
+        if v is None or r.get("reference") or r.get("role"):
             continue
         if r["weights"] == "dense":
             dense.append(v)
@@ -262,6 +264,13 @@ def _plot(path: Path, rows: list[dict], value, ylabel: str, title: str, note: st
     if note:
         fig.text(0.01, 0.01, note, fontsize="x-small", color="dimgray")
     fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    return _save_png(fig, path)
+
+
+def _save_png(fig, path: Path) -> Path:
+    """Writes a matplotlib figure atomically as PNG and closes it."""
+    import matplotlib.pyplot as plt
+
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
@@ -352,10 +361,7 @@ def plot_gap(path: Path, points: list[dict]) -> Path | None:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 # ---- writing ------------------------------------------------------------------------------
@@ -405,8 +411,9 @@ def latency_cells(row: dict, key: str) -> list[str]:
         if field == "median_ms":
             cells.append(_ms(lat))
         else:
-            cells.append("baseline" if row["weights"] == "dense" and lat and field == "vs_dense"
-                         else ("-" if row["weights"] == "dense" else _ratio((lat or {}).get(field))))
+            dense = row["weights"].startswith("dense")  # the model's or a document encoder's baseline
+            cells.append("baseline" if dense and lat and field == "vs_dense"
+                         else ("-" if dense else _ratio((lat or {}).get(field))))
     return cells
 
 

@@ -38,9 +38,11 @@ from tfsparse.tflite import flatbuffer
 IDENTIFIER = b"TFL3"
 
 
-def dense_twin(data: bytes) -> bytes:
+def dense_twin(data: bytes, parsed: flatbuffer.Model | None = None) -> bytes:
     """`data` (a .tflite flatbuffer) with every sparse constant stored dense and no DENSIFY.
 
+    `parsed`: `flatbuffer.parse(data)` when the caller has it already (parsing checks the
+    whole file and decodes every sparse tensor: once is enough).
     Raises UserError (one line) for a file that cannot be read or rewritten.
     """
     import flatbuffers
@@ -48,7 +50,7 @@ def dense_twin(data: bytes) -> bytes:
 
     # The hardened reader checks the file and decodes every sparse tensor; the object API
     # below trusts what it has checked.
-    parsed = flatbuffer.parse(data)
+    parsed = flatbuffer.parse(data) if parsed is None else parsed
     if not has_sparse_tensors(parsed) and not any(
             op.builtin_code == flatbuffer.DENSIFY for sg in parsed.subgraphs for op in sg.operators):
         return bytes(data)
@@ -82,7 +84,8 @@ def has_sparse_tensors(model: flatbuffer.Model) -> bool:
 def twin_if_sparse(data: bytes) -> bytes | None:
     """The dense twin of `data`, or None when it has no sparse tensor (nothing to compare with).
     Raises UserError for a file the reader cannot parse."""
-    return dense_twin(data) if has_sparse_tensors(flatbuffer.parse(data)) else None
+    parsed = flatbuffer.parse(data)
+    return dense_twin(data, parsed) if has_sparse_tensors(parsed) else None
 
 
 def _buffer_references(model) -> dict[int, int]:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsparse.cli import UserError
+from tfsparse.errors import first_line as _first_line  # also used by user_model
 
 TOLERANCE = 1e-5
 
@@ -244,9 +245,3 @@ def compare(model3, model, source: str, tolerance: float = TOLERANCE) -> float:
         raise UserError(f"{source}: the tf_keras rebuild differs from the Keras 3 model by {diff:.3g} "
                         f"(max abs output difference on a batch, allowed {tolerance:g})")
     return diff
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line if len(line) <= 300 else line[:300] + "..."

@@ -29,7 +29,8 @@ cosine similarity (scaled by 1/temperature in the loss) and trained with the sam
 loss, no FLOPS term.
 
 The input length is open (`None`): queries (titles) and documents (article bodies) go
-through the same weights at their own lengths; the export fixes the query length.
+through the same weights at their own lengths; the export fixes each file's length
+(`<name>.sparse.*`: the query length; `<name>.document.sparse.*`: the document length).
 
     >>> import numpy as np, tfsparse
     >>> m = tfsparse.create_model("splade_encoder", vocab_size=50, embedding_dim=8)
