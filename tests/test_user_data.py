@@ -306,15 +306,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def cached_examples(prefix: Path, size: int = 24) -> list:
+    """The (image, label) pairs a tf.data cache file holds: an empty upstream of the same element
+    spec replays a finished cache file (tf.data reads the file when it is complete)."""
+    import tensorflow as tf
+
+    empty = tf.data.Dataset.from_tensors((tf.zeros((size, size, 3), tf.uint8), tf.zeros((), tf.int32))).take(0)
+    return list(empty.cache(str(prefix)).as_numpy_iterator())
+
+
 def test_multi_worker_training_on_streamed_data(images, tmp_path):
     """Two worker processes (TF_CONFIG, 127.0.0.1): both run every step of every epoch on their
-    shard; the chief writes one run folder with the target sparsity, the other worker nothing."""
+    shard; the chief writes one run folder with the target sparsity, the other worker nothing.
+    Each worker decodes only its share of the files: the decoded images each one cached are
+    disjoint and together are the training split."""
     import os
 
     recipe = tmp_path / "mw.toml"
+    cache = tmp_path / "cache"
     # No validation split: one evaluation fewer to trace under the strategy (the test is about steps).
-    recipe.write_text(recipe_text(f'name = "image_folder"\npath = "{images}"\nvalidation_split = 0.0').replace(
-        "dense_epochs = 2\nepochs = 2", "dense_epochs = 1\nepochs = 1"))
+    recipe.write_text(recipe_text(f'name = "image_folder"\npath = "{images}"\nvalidation_split = 0.0\n'
+                                  f'cache = "{cache}"').replace("dense_epochs = 2\nepochs = 2",
+                                                                "dense_epochs = 1\nepochs = 1"))
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     out = tmp_path / "run"
     procs = []
@@ -334,9 +347,22 @@ def test_multi_worker_training_on_streamed_data(images, tmp_path):
             raise
         assert p.returncode == 0, stdout[-2000:] + stderr[-2000:]
         logs.append(stdout)
-    for log in logs:  # each worker trained both phases
+    for index, log in enumerate(logs):  # each worker trained both phases, on its half of the files
         assert "[dense] epoch 1/1" in log and "[pruning] epoch 1/1" in log and "sparsity 80.0%" in log
+        assert f"worker {index + 1} of 2 reads only its share of the files: 64 of 128 train" in log, log
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["worker_shares"]["train"] == [64, 64]
+    # What each worker decoded (its cache file holds the decoded training images): disjoint, and
+    # together the 128 training images.
+    from tfsparse import datasets
+
+    train = np.asarray(datasets.load_for(load_recipe(recipe), 128).x_train)
+    decoded = []
+    for index in range(2):
+        [prefix] = [p.with_suffix("") for p in cache.glob(f"train-*-worker{index}.index")]
+        decoded.append({image.tobytes() for image, _ in cached_examples(prefix)})
+    assert len(decoded[0]) == len(decoded[1]) == 64 and not decoded[0] & decoded[1]
+    assert decoded[0] | decoded[1] == {image.tobytes() for image in train}
     assert metrics["replicas"] == 2 and metrics["strategy"] == "CollectiveAllReduceStrategy"
     assert abs(metrics["overall_sparsity"] - 0.8) < 0.01 and metrics["train_examples"] == 128
     assert sorted(p.name for p in out.iterdir()) == sorted(["checkpoints", "config.toml", "dense.keras", "logs",

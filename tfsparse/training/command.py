@@ -18,7 +18,8 @@ and per-layer sparsity, the schedule, epochs, seconds per epoch, and `strategy`
 
 Multi-worker training: set `TF_CONFIG` on every worker as described in
 https://www.tensorflow.org/tutorials/distribute/multi_worker_with_keras and pass
-`--strategy multi-worker`; each worker runs this same command.
+`--strategy multi-worker`; each worker runs this same command. On the user's files each worker
+reads and decodes only its share (tfsparse.training.workers).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def parse_args(argv):
     parser.add_argument("--max-train-examples", type=int, action=cli.at_least(1),
                         help="use only the first N training examples")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--from", dest="from_model", help="start from this trained dense model (tf_keras .keras/.h5/SavedModel, or Keras 3 .keras): "
+    parser.add_argument("--from", dest="from_model", help="start from this trained dense model (tf_keras .keras/.h5/SavedModel, or Keras 3 .keras/.h5): "
                              "[model] from without the dense phase")
     parser.add_argument("--one-shot", choices=("magnitude", "random"),
                         help="prune in one step to final_sparsity, then fine-tune [train] finetune_epochs")
