@@ -315,27 +315,18 @@ def cached_examples(prefix: Path, size: int = 24) -> list:
     return list(empty.cache(str(prefix)).as_numpy_iterator())
 
 
-def test_multi_worker_training_on_streamed_data(images, tmp_path):
-    """Two worker processes (TF_CONFIG, 127.0.0.1): both run every step of every epoch on their
-    shard; the chief writes one run folder with the target sparsity, the other worker nothing.
-    Each worker decodes only its share of the files: the decoded images each one cached are
-    disjoint and together are the training split."""
+def start_workers(*args) -> list[str]:
+    """`tfsparse.train ARGS --strategy multi-worker` in two worker processes on 127.0.0.1 (fresh
+    ports); their stdout, after both exited 0."""
     import os
 
-    recipe = tmp_path / "mw.toml"
-    cache = tmp_path / "cache"
-    # No validation split: one evaluation fewer to trace under the strategy (the test is about steps).
-    recipe.write_text(recipe_text(f'name = "image_folder"\npath = "{images}"\nvalidation_split = 0.0\n'
-                                  f'cache = "{cache}"').replace("dense_epochs = 2\nepochs = 2",
-                                                                "dense_epochs = 1\nepochs = 1"))
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
-    out = tmp_path / "run"
     procs = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
                                                       "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen([sys.executable, "-m", "tfsparse.train", str(recipe), "--out", str(out),
-                                       "--strategy", "multi-worker", "--max-train-examples", "128"],
+        procs.append(subprocess.Popen([sys.executable, "-m", "tfsparse.train", *map(str, args),
+                                       "--strategy", "multi-worker"],
                                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     logs = []
     for p in procs:
@@ -347,11 +338,33 @@ def test_multi_worker_training_on_streamed_data(images, tmp_path):
             raise
         assert p.returncode == 0, stdout[-2000:] + stderr[-2000:]
         logs.append(stdout)
+    return logs
+
+
+def test_multi_worker_training_on_streamed_data(images, tmp_path):
+    """Two worker processes (TF_CONFIG, 127.0.0.1): both run every step of every epoch on their
+    shard; the chief writes one run folder with the target sparsity, the other worker nothing.
+    Each worker decodes only its share of the files: the decoded images each one cached are
+    disjoint and together are the training split. Then `--resume` continues both workers from
+    the chief's pruning checkpoint of epoch 1 (the run folder as a kill after that epoch leaves it)."""
+    recipe = tmp_path / "mw.toml"
+    cache = tmp_path / "cache"
+    # No validation split: one evaluation fewer to trace under the strategy (the test is about steps).
+    recipe.write_text(recipe_text(f'name = "image_folder"\npath = "{images}"\nvalidation_split = 0.0\n'
+                                  f'cache = "{cache}"').replace("dense_epochs = 2\nepochs = 2",
+                                                                "dense_epochs = 1\nepochs = 2"))
+    out = tmp_path / "run"
+    # --epochs 1: one pruning epoch of the recipe's 2 now, the second one after --resume below.
+    logs = start_workers(recipe, "--out", out, "--max-train-examples", 128, "--epochs", 1)
     for index, log in enumerate(logs):  # each worker trained both phases, on its half of the files
         assert "[dense] epoch 1/1" in log and "[pruning] epoch 1/1" in log and "sparsity 80.0%" in log
         assert f"worker {index + 1} of 2 reads only its share of the files: 64 of 128 train" in log, log
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["strategy"] == "CollectiveAllReduceStrategy"
+    assert abs(metrics["overall_sparsity"] - 0.8) < 0.01 and metrics["train_examples"] == 128
     assert metrics["data"]["worker_shares"]["train"] == [64, 64]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["checkpoints", "config.toml", "dense.keras", "logs",
+                                                            "metrics.json", "sparse.keras", "state.json"])
     # What each worker decoded (its cache file holds the decoded training images): disjoint, and
     # together the 128 training images.
     from tfsparse import datasets
@@ -363,7 +376,14 @@ def test_multi_worker_training_on_streamed_data(images, tmp_path):
         decoded.append({image.tobytes() for image, _ in cached_examples(prefix)})
     assert len(decoded[0]) == len(decoded[1]) == 64 and not decoded[0] & decoded[1]
     assert decoded[0] | decoded[1] == {image.tobytes() for image in train}
-    assert metrics["replicas"] == 2 and metrics["strategy"] == "CollectiveAllReduceStrategy"
-    assert abs(metrics["overall_sparsity"] - 0.8) < 0.01 and metrics["train_examples"] == 128
-    assert sorted(p.name for p in out.iterdir()) == sorted(["checkpoints", "config.toml", "dense.keras", "logs",
-                                                            "metrics.json", "sparse.keras", "state.json"])
+
+    # --resume: the state a kill right after pruning epoch 1 leaves (its checkpoint, the phase open).
+    state = json.loads((out / "state.json").read_text())
+    state["done"].remove("pruning")
+    (out / "state.json").write_text(json.dumps(state))
+    logs = start_workers(recipe, "--out", out, "--resume", "--epochs", 2)
+    for log in logs:  # both continue at epoch 2 from the chief's checkpoint, in step (same loss)
+        assert "[dense] epochs" not in log and "[pruning] epochs 2..2 of 2" in log and "[pruning] epoch 2/2" in log
+    assert logs[0].split("[pruning] epoch 2/2")[1].split()[:2] == logs[1].split("[pruning] epoch 2/2")[1].split()[:2]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == {"dense": 1, "pruning": 2} and abs(metrics["overall_sparsity"] - 0.8) < 0.01

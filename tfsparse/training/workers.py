@@ -25,6 +25,7 @@ evaluated exactly once.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from tfsparse.errors import UserError
 
@@ -90,6 +91,20 @@ def distribute(strategy, shard: tuple[int, int], make_batches, batch_size: int, 
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+def copy_chief_run(chief_dir: Path, run_dir: Path) -> None:
+    """Seeds a non-chief worker's temporary run folder with the chief's, for `--resume`.
+
+    Only the chief writes the run folder; the other workers write theirs to a temporary folder
+    that is removed at the end. In synchronous training every worker holds the same weights and
+    optimizer state at an epoch's end, so resuming every worker from the chief's `state.json` and
+    checkpoints puts them at the same epoch and step, as the collective ops need. The chief's
+    folder must be on a file system all workers share (at the same `--out` path).
+    """
+    import shutil
+
+    shutil.copytree(chief_dir, run_dir, ignore=shutil.ignore_patterns("logs", ".*.tmp*"))
 
 
 def describe(shard: tuple[int, int], sizes: dict[str, int]) -> str:
