@@ -358,7 +358,7 @@ def test_multi_worker_training_on_streamed_data(images, tmp_path):
     logs = start_workers(recipe, "--out", out, "--max-train-examples", 128, "--epochs", 1)
     for index, log in enumerate(logs):  # each worker trained both phases, on its half of the files
         assert "[dense] epoch 1/1" in log and "[pruning] epoch 1/1" in log and "sparsity 80.0%" in log
-        assert f"worker {index + 1} of 2 reads only its share of the files: 64 of 128 train" in log, log
+        assert f"worker {index + 1} of 2 reads only its share: 64 of 128 train" in log, log
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["strategy"] == "CollectiveAllReduceStrategy"
     assert abs(metrics["overall_sparsity"] - 0.8) < 0.01 and metrics["train_examples"] == 128

@@ -13,7 +13,9 @@ per-replica batch size. The shares are disjoint and together cover the split.
 
 Keras takes such a distributed dataset with explicit step counts and does not restart it per
 epoch (`tf.keras.utils.experimental.DatasetCreator`'s contract), so the training stream repeats
-and an epoch is `ceil(examples / batch_size)` global steps, as with one worker; evaluation makes
+and an epoch is `ceil(examples / batch_size)` global steps, as with one worker (each worker's
+pass over its share, batched per replica; when the shares need different numbers of batches, a
+worker short of one takes it from its next pass); evaluation makes
 one pass of `eval_steps` steps, and a worker whose share ends first gets empty batches until the
 others finish (tf.distribute's partial-batch handling in multi-worker mode), so every example is
 evaluated exactly once.
@@ -111,4 +113,4 @@ def describe(shard: tuple[int, int], sizes: dict[str, int]) -> str:
     """The progress line of one worker: its index and what it reads of each split."""
     n, i = shard
     parts = ", ".join(f"{shares(size, shard)[i]} of {size} {split}" for split, size in sizes.items())
-    return f"worker {i + 1} of {n} reads only its share of the files: {parts} examples"
+    return f"worker {i + 1} of {n} reads only its share: {parts} examples (files or rows)"
