@@ -387,3 +387,25 @@ def test_multi_worker_training_on_streamed_data(images, tmp_path):
     assert logs[0].split("[pruning] epoch 2/2")[1].split()[:2] == logs[1].split("[pruning] epoch 2/2")[1].split()[:2]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == {"dense": 1, "pruning": 2} and abs(metrics["overall_sparsity"] - 0.8) < 0.01
+
+
+def test_worker_shares_partition_every_split():
+    """Worker numbering as tf.distribute numbers input pipelines (chief first), shares that
+    partition a split, and a global batch that cannot be split over the replicas refused."""
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from tfsparse.cli import UserError
+    from tfsparse.training import workers
+
+    cluster = tf.train.ClusterSpec({"chief": ["a:1"], "worker": ["b:1", "c:1"]})
+    shards = [workers.input_shard(SimpleNamespace(cluster_resolver=tf.distribute.cluster_resolver.SimpleClusterResolver(
+        cluster, task_type=task, task_id=i))) for task, i in (("chief", 0), ("worker", 0), ("worker", 1))]
+    assert shards == [(3, 0), (3, 1), (3, 2)]
+    assert workers.input_shard(tf.distribute.get_strategy()) is None
+    parts = [list(tf.data.Dataset.range(100).shard(*shard).as_numpy_iterator()) for shard in shards]
+    assert workers.shares(100, shards[0]) == [len(p) for p in parts] == [34, 33, 33]
+    assert sorted(np.concatenate(parts)) == list(range(100))
+    with pytest.raises(UserError, match="train.batch_size = 30 does not split evenly over 4 replicas"):
+        workers.per_replica_batch(SimpleNamespace(num_replicas_in_sync=4), 30)
