@@ -146,7 +146,7 @@ def user_model():
     correct_pad before a stride-2 depthwise, and a Flatten head on a 4x4 map."""
     L = tf.keras.layers
     inp = tf.keras.Input((32, 32, 3))
-    x = L.Rescaling(1 / 255.0, name="scale")(inp)
+    x = L.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inp)  # keras.applications' [-1, 1]
     x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(x)
     x = L.BatchNormalization(name="stem_bn")(x)
     x = L.ReLU(6.0, name="stem_relu")(x)
@@ -177,14 +177,15 @@ def test_doctor_command_fix_writes_model_and_record(tmp_path):
                      "[changes numerics] flat: Flatten of a 4x4x24", "after accepted"):
         assert expected in text, (expected, text)
     rec = record.read(out)
-    assert rec["input_preprocessing"]["scale"] == pytest.approx(1 / 255) and rec["input_preprocessing"]["offset"] == 0
+    assert rec["input_preprocessing"]["scale"] == pytest.approx(1 / 127.5) and rec["input_preprocessing"]["offset"] == -1
     fixed = tf.keras.models.load_model(out, compile=False)  # Keras ignores the extra zip member
     names = [layer.name for layer in fixed.layers]
     assert "scale" not in names and "stem_bn" not in names and "stem_pad" in names
     assert fixed.get_layer("dw_pad").padding == ((1, 1), (1, 1))
     assert isinstance(fixed.get_layer("flat"), tf.keras.layers.GlobalAveragePooling2D)
     # Training reads the record: the data's pixel scaling composed with the removed Rescaling.
-    assert record.compose({"scale": 2.0, "offset": 1.0}, rec["input_preprocessing"])["scale"] == pytest.approx(2 / 255)
+    assert record.compose({"scale": 2.0, "offset": 1.0}, rec["input_preprocessing"]) == pytest.approx(
+        {"scale": 2 / 127.5, "offset": 1 / 127.5 - 1, "moved_from_model": ["scale"]})
     # A bad output name: one line, exit 2, nothing written.
     bad = subprocess.run([sys.executable, "-m", "tfsparse", "doctor", str(src), "--fix", str(tmp_path / "x.h5")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -193,3 +194,40 @@ def test_doctor_command_fix_writes_model_and_record(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.keras", "user.keras"]
     with zipfile.ZipFile(out) as z:
         assert json.loads(z.read(record.MEMBER))["changes"]
+    exported_normalisation_is_the_moved_rescaling(out, tmp_path)
+
+
+def exported_normalisation_is_the_moved_rescaling(fixed: Path, tmp_path: Path):
+    """The fixed model trained (`--from`, 1 epoch) on the user's uint8 images (fed as pixel / 255)
+    and exported: the .tflite's `input.normalisation` is the data's scaling composed with the
+    removed Rescaling, and LiteRT on a raw image normalised that way gives what the trained model
+    gives behind the original preprocessing (pixel / 255, then Rescaling(1/127.5, -1))."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfsparse.tflite import metadata
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "mine.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_train=np.arange(40) % 10,
+             x_test=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10))
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text(f'[model]\nname = "mobilenet_v1"\n\n[data]\nname = "arrays"\npath = "{data}"\n'
+                      'validation_split = 0.0\n\n[train]\nepochs = 1\nbatch_size = 20\n\n'
+                      '[pruning]\nfinal_sparsity = 0.5\nfrequency = 1\n\n[export]\nvariants = ["fp32"]\n')
+    run = tfsparse.train(recipe, tmp_path / "run", from_model=str(fixed), epochs=1)
+    manifest = tfsparse.export(run.run_dir, tmp_path / "export")
+    [entry] = [f for f in manifest.files if not f["dense"]]
+    assert entry["runs"], entry
+    tflite = (tmp_path / "export" / entry["path"]).read_bytes()
+    norm = metadata.read(tflite)["input"]["normalisation"]
+    assert norm["scale"] == pytest.approx(1 / 255 / 127.5) and norm["offset"] == pytest.approx(-1.0)
+    assert norm["moved_from_model"] == ["scale"]
+    raw = rng.integers(0, 256, (1, 32, 32, 3)).astype(np.float32)
+    interpreter = Interpreter(model_content=tflite)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], raw * norm["scale"] + norm["offset"])
+    interpreter.invoke()
+    lite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    trained = tf.keras.models.load_model(run.sparse_model, compile=False)
+    original_preprocessing = tf.keras.layers.Rescaling(1 / 127.5, offset=-1.0)(raw / 255)
+    np.testing.assert_allclose(lite, trained(original_preprocessing).numpy(), atol=1e-4)

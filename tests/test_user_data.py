@@ -313,23 +313,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_multi_worker_training_on_streamed_data(images, tmp_path):
-    """Two worker processes (TF_CONFIG, 127.0.0.1): both run every step of every epoch on their
-    shard; the chief writes one run folder with the target sparsity, the other worker nothing."""
+def cached_examples(prefix: Path, size: int = 24) -> list:
+    """The (image, label) pairs a tf.data cache file holds: an empty upstream of the same element
+    spec replays a finished cache file (tf.data reads the file when it is complete)."""
+    import tensorflow as tf
+
+    empty = tf.data.Dataset.from_tensors((tf.zeros((size, size, 3), tf.uint8), tf.zeros((), tf.int32))).take(0)
+    return list(empty.cache(str(prefix)).as_numpy_iterator())
+
+
+def start_workers(*args) -> list[str]:
+    """`tfsparse.train ARGS --strategy multi-worker` in two worker processes on 127.0.0.1 (fresh
+    ports); their stdout, after both exited 0."""
     import os
 
-    recipe = tmp_path / "mw.toml"
-    # No validation split: one evaluation fewer to trace under the strategy (the test is about steps).
-    recipe.write_text(recipe_text(f'name = "image_folder"\npath = "{images}"\nvalidation_split = 0.0').replace(
-        "dense_epochs = 2\nepochs = 2", "dense_epochs = 1\nepochs = 1"))
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
-    out = tmp_path / "run"
     procs = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
                                                       "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen([sys.executable, "-m", "tfsparse.train", str(recipe), "--out", str(out),
-                                       "--strategy", "multi-worker", "--max-train-examples", "128"],
+        procs.append(subprocess.Popen([sys.executable, "-m", "tfsparse.train", *map(str, args),
+                                       "--strategy", "multi-worker"],
                                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     logs = []
     for p in procs:
@@ -341,10 +345,74 @@ def test_multi_worker_training_on_streamed_data(images, tmp_path):
             raise
         assert p.returncode == 0, stdout[-2000:] + stderr[-2000:]
         logs.append(stdout)
-    for log in logs:  # each worker trained both phases
+    return logs
+
+
+def test_multi_worker_training_on_streamed_data(images, tmp_path):
+    """Two worker processes (TF_CONFIG, 127.0.0.1): both run every step of every epoch on their
+    shard; the chief writes one run folder with the target sparsity, the other worker nothing.
+    Each worker decodes only its share of the files: the decoded images each one cached are
+    disjoint and together are the training split. Then `--resume` continues both workers from
+    the chief's pruning checkpoint of epoch 1 (the run folder as a kill after that epoch leaves it)."""
+    recipe = tmp_path / "mw.toml"
+    cache = tmp_path / "cache"
+    # No validation split: one evaluation fewer to trace under the strategy (the test is about steps).
+    recipe.write_text(recipe_text(f'name = "image_folder"\npath = "{images}"\nvalidation_split = 0.0\n'
+                                  f'cache = "{cache}"').replace("dense_epochs = 2\nepochs = 2",
+                                                                "dense_epochs = 1\nepochs = 2"))
+    out = tmp_path / "run"
+    # --epochs 1: one pruning epoch of the recipe's 2 now, the second one after --resume below.
+    logs = start_workers(recipe, "--out", out, "--max-train-examples", 128, "--epochs", 1)
+    for index, log in enumerate(logs):  # each worker trained both phases, on its half of the files
         assert "[dense] epoch 1/1" in log and "[pruning] epoch 1/1" in log and "sparsity 80.0%" in log
+        assert f"worker {index + 1} of 2 reads only its share: 64 of 128 train" in log, log
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["strategy"] == "CollectiveAllReduceStrategy"
     assert abs(metrics["overall_sparsity"] - 0.8) < 0.01 and metrics["train_examples"] == 128
+    assert metrics["data"]["worker_shares"]["train"] == [64, 64]
     assert sorted(p.name for p in out.iterdir()) == sorted(["checkpoints", "config.toml", "dense.keras", "logs",
                                                             "metrics.json", "sparse.keras", "state.json"])
+    # What each worker decoded (its cache file holds the decoded training images): disjoint, and
+    # together the 128 training images.
+    from tfsparse import datasets
+
+    train = np.asarray(datasets.load_for(load_recipe(recipe), 128).x_train)
+    decoded = []
+    for index in range(2):
+        [prefix] = [p.with_suffix("") for p in cache.glob(f"train-*-worker{index}.index")]
+        decoded.append({image.tobytes() for image, _ in cached_examples(prefix)})
+    assert len(decoded[0]) == len(decoded[1]) == 64 and not decoded[0] & decoded[1]
+    assert decoded[0] | decoded[1] == {image.tobytes() for image in train}
+
+    # --resume: the state a kill right after pruning epoch 1 leaves (its checkpoint, the phase open).
+    state = json.loads((out / "state.json").read_text())
+    state["done"].remove("pruning")
+    (out / "state.json").write_text(json.dumps(state))
+    logs = start_workers(recipe, "--out", out, "--resume", "--epochs", 2)
+    for log in logs:  # both continue at epoch 2 from the chief's checkpoint, in step (same loss)
+        assert "[dense] epochs" not in log and "[pruning] epochs 2..2 of 2" in log and "[pruning] epoch 2/2" in log
+    assert logs[0].split("[pruning] epoch 2/2")[1].split()[:2] == logs[1].split("[pruning] epoch 2/2")[1].split()[:2]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == {"dense": 1, "pruning": 2} and abs(metrics["overall_sparsity"] - 0.8) < 0.01
+
+
+def test_worker_shares_partition_every_split():
+    """Worker numbering as tf.distribute numbers input pipelines (chief first), shares that
+    partition a split, and a global batch that cannot be split over the replicas refused."""
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from tfsparse.cli import UserError
+    from tfsparse.training import workers
+
+    cluster = tf.train.ClusterSpec({"chief": ["a:1"], "worker": ["b:1", "c:1"]})
+    shards = [workers.input_shard(SimpleNamespace(cluster_resolver=tf.distribute.cluster_resolver.SimpleClusterResolver(
+        cluster, task_type=task, task_id=i))) for task, i in (("chief", 0), ("worker", 0), ("worker", 1))]
+    assert shards == [(3, 0), (3, 1), (3, 2)]
+    assert workers.input_shard(tf.distribute.get_strategy()) is None
+    parts = [list(tf.data.Dataset.range(100).shard(*shard).as_numpy_iterator()) for shard in shards]
+    assert workers.shares(100, shards[0]) == [len(p) for p in parts] == [34, 33, 33]
+    assert sorted(np.concatenate(parts)) == list(range(100))
+    with pytest.raises(UserError, match="train.batch_size = 30 does not split evenly over 4 replicas"):
+        workers.per_replica_batch(SimpleNamespace(num_replicas_in_sync=4), 30)

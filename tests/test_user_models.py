@@ -57,8 +57,9 @@ def keras3_net(classes=10, extra=None):
     return model
 
 
-def test_keras3_model_rebuilt_in_tf_keras_matches_and_prunes(tmp_path):
-    path = tmp_path / "k3.keras"
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])  # Keras 3 writes both; tf_keras reads neither
+def test_keras3_model_rebuilt_in_tf_keras_matches_and_prunes(tmp_path, suffix):
+    path = tmp_path / f"k3{suffix}"
     keras3_net().save(path)
     assert keras3.is_keras3_file(path)
     model = tfsparse.load_model(path)
@@ -75,8 +76,8 @@ def test_keras3_model_rebuilt_in_tf_keras_matches_and_prunes(tmp_path):
 
     seq = keras.Sequential([keras.Input((6,), dtype="int32"), L.Embedding(20, 4, name="emb"), L.Flatten(),
                             L.Dense(3, name="out")])
-    seq.save(tmp_path / "seq.keras")
-    rebuilt = tfsparse.load_model(tmp_path / "seq.keras")
+    seq.save(tmp_path / f"seq{suffix}")
+    rebuilt = tfsparse.load_model(tmp_path / f"seq{suffix}")
     ids = np.arange(12, dtype=np.int32).reshape(2, 6)
     np.testing.assert_allclose(rebuilt(ids).numpy(), np.asarray(seq(ids)), atol=1e-6)
 
@@ -131,6 +132,7 @@ def test_tf_keras_h5_and_savedmodel_load(tmp_path):
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
     model.save(tmp_path / "m.h5")
     model.save(tmp_path / "saved", save_format="tf")
+    assert not keras3.is_keras3_file(tmp_path / "m.h5")  # tf_keras' HDF5: keras_version 2.x
     for path in (tmp_path / "m.h5", tmp_path / "saved"):
         np.testing.assert_allclose(tfsparse.load_model(path)(x).numpy(), model(x).numpy(), atol=1e-6)
     (tmp_path / "empty").mkdir()

@@ -98,10 +98,12 @@ class ArraySplit(StreamedSplit):
     def settings(self) -> dict:
         return {"shape": self.source.shape, "dtype": str(self.source.dtype)}
 
-    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0):
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, shard: tuple[int, int] | None = None):
         import tensorflow as tf
 
         ds = tf.data.Dataset.from_tensor_slices((np.asarray(self.keys, np.int64), self.labels))
+        if shard is not None:  # a multi-worker run: only this worker's rows are read (StreamedSplit.dataset)
+            ds = ds.shard(*shard)
         if shuffle:
             ds = ds.shuffle(max(1, len(self)), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
@@ -114,7 +116,7 @@ class ArraySplit(StreamedSplit):
 
         ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
         if self.cache:
-            ds = ds.cache(self.cache_file())
+            ds = ds.cache(self.cache_file(shard))
         return ds
 
 

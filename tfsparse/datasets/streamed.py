@@ -90,10 +90,12 @@ class StreamedSplit:
         """What besides the keys decides the decoded examples (names the cache file)."""
         return {}
 
-    def cache_file(self) -> str:
+    def cache_file(self, shard: tuple[int, int] | None = None) -> str:
         digest = hashlib.sha256()
-        digest.update(json.dumps([type(self).__name__, self.settings(), str(self.keys.dtype)], sort_keys=True,
-                                 default=str).encode())
+        # The shard is part of the name: a cache written as worker 1 of 2 holds half the split,
+        # and must not be replayed by a run with another number of workers.
+        digest.update(json.dumps([type(self).__name__, self.settings(), str(self.keys.dtype)]
+                                 + ([list(shard)] if shard else []), sort_keys=True, default=str).encode())
         digest.update(np.ascontiguousarray(self.keys).tobytes())
         # Workers of a multi-worker run share a file system: one cache file each (tf.data refuses
         # two writers of one cache).
@@ -102,17 +104,23 @@ class StreamedSplit:
         Path(self.cache).mkdir(parents=True, exist_ok=True)
         return str(Path(self.cache) / f"{self.name}-{digest.hexdigest()[:16]}{suffix}")
 
-    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0):
-        """Batches of (examples, labels), read from the files as they are needed."""
+    def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, shard: tuple[int, int] | None = None):
+        """Batches of (examples, labels), read from the files as they are needed.
+
+        `shard = (n, i)`: only keys i, i + n, ... (a worker's share of a multi-worker run,
+        `tfsparse.training.workers`), taken before the decode so the other files are never read.
+        """
         import tensorflow as tf
 
         ds = tf.data.Dataset.from_tensor_slices((self.keys, self.labels))
+        if shard is not None:
+            ds = ds.shard(*shard)
         if shuffle and not self.cache:
             # Keys are tiny: a full shuffle of them costs nothing and mixes the whole set.
             ds = ds.shuffle(max(1, len(self)), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(lambda k, y: (self.decode(k), y), num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
         if self.cache:
-            ds = ds.cache(self.cache_file())
+            ds = ds.cache(self.cache_file(shard))
             if shuffle:  # the cache replays one order: shuffle decoded examples in a bounded buffer
                 ds = ds.shuffle(min(self.shuffle_buffer, max(1, len(self))), seed=seed, reshuffle_each_iteration=True)
         if shuffle and self.augment is not None:

@@ -18,7 +18,8 @@ and per-layer sparsity, the schedule, epochs, seconds per epoch, and `strategy`
 
 Multi-worker training: set `TF_CONFIG` on every worker as described in
 https://www.tensorflow.org/tutorials/distribute/multi_worker_with_keras and pass
-`--strategy multi-worker`; each worker runs this same command.
+`--strategy multi-worker`; each worker runs this same command. On the user's files each worker
+reads and decodes only its share (tfsparse.training.workers).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def parse_args(argv):
     parser.add_argument("--max-train-examples", type=int, action=cli.at_least(1),
                         help="use only the first N training examples")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--from", dest="from_model", help="start from this trained dense model (tf_keras .keras/.h5/SavedModel, or Keras 3 .keras): "
+    parser.add_argument("--from", dest="from_model", help="start from this trained dense model (tf_keras .keras/.h5/SavedModel, or Keras 3 .keras/.h5): "
                              "[model] from without the dense phase")
     parser.add_argument("--one-shot", choices=("magnitude", "random"),
                         help="prune in one step to final_sparsity, then fine-tune [train] finetune_epochs")
@@ -98,7 +99,9 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
         raise UserError(f"--out {run_dir}: exists and is not a folder (or is a dangling link)")
     if resume:
         if not (run_dir / STATE).is_file():
-            raise UserError(f"--resume: no run to resume in {run_dir} (no {STATE})")
+            shared = " (with --strategy multi-worker every worker must see the chief's run folder there)" \
+                if strategy == "multi-worker" else ""
+            raise UserError(f"--resume: no run to resume in {run_dir} (no {STATE}){shared}")
         # The run continues as it was started: same resolved recipe, same options.
         name = recipe.name if isinstance(recipe, Recipe) else Path(recipe).stem
         recipe = load_recipe(RunFolder(run_dir).config, overrides)
@@ -107,8 +110,6 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
         for key in RUN_OPTIONS:
             if options[key] is None:
                 options[key] = saved.get(key)
-        for stale in run_dir.rglob(".*.tmp*"):  # a temporary the kill left behind
-            stale.unlink()
         log(f"resuming {run_dir} with its config.toml")
     else:
         if not isinstance(recipe, Recipe):
@@ -147,7 +148,14 @@ def run(recipe, run_dir, *, resume: bool = False, overrides=(), epochs: int | No
     # the end (TensorFlow's multi-worker Keras tutorial does the same).
     scratch = _worker_scratch(strategy)
     if scratch is not None:
-        run_dir = Path(scratch.name) / run_dir.name
+        chief_dir, run_dir = run_dir, Path(scratch.name) / run_dir.name
+        if resume:  # continue from the chief's checkpoints: the same weights, optimizer and epoch count
+            from tfsparse.training import workers
+
+            workers.copy_chief_run(chief_dir, run_dir)
+    elif resume:  # one process, or a multi-worker run's chief: the run folder is its own
+        for stale in run_dir.rglob(".*.tmp*"):  # a temporary the kill left behind
+            stale.unlink()
     if recipe.rl is not None:  # an agent trained by interaction (tfsparse.training.rl)
         from tfsparse.training.rl import RLTrainer
         # --max-train-examples caps each agent's environment steps; --epochs does not apply.

@@ -2,7 +2,9 @@
 
 TensorFlow 2.16+ makes `import keras` Keras 3, and a model saved with it (`model.save("m.keras")`)
 cannot be read by tf_keras, the Keras TF-MOT 0.8.1 works with: tf_keras fails with "Could not
-deserialize class 'Functional'" followed by the whole config (TF-MOT issues #1119, #1167). Both
+deserialize class 'Functional'" followed by the whole config (TF-MOT issues #1119, #1167); its
+`model.save("m.h5")` writes the legacy HDF5 layout with Keras 3 layer configs, on which tf_keras
+fails too ("Unrecognized keyword arguments: ['batch_shape']"). Both
 Kerases load in one process here (`TF_USE_LEGACY_KERAS=1` makes `tf.keras` tf_keras while
 `import keras` stays Keras 3), so the model is loaded with Keras 3 and rebuilt layer by layer:
 
@@ -48,8 +50,18 @@ ACTIVATION_NAMES = {"silu": "swish"}
 
 
 def is_keras3_file(path) -> bool:
-    """True for a `.keras` zip written by Keras 3 (its metadata.json says keras_version 3.x)."""
+    """True for a file written by Keras 3: a `.keras` zip whose metadata.json says keras_version
+    3.x, or a legacy HDF5 file (`model.save("m.h5")`) whose root attribute `keras_version` is 3.x.
+
+    Keras 3 still writes `.h5` in the legacy HDF5 layout tf_keras uses, but with its own layer
+    configs (`batch_shape`, dtype policies as dicts), which tf_keras cannot deserialize: the
+    version attribute is the one reliable way to tell the two apart before loading.
+    """
     path = Path(path)
+    if path.suffix in (".h5", ".hdf5", ".keras") and path.is_file():
+        version = _hdf5_keras_version(path)
+        if version is not None:
+            return version.startswith("3.")
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):
         return False
     try:
@@ -60,8 +72,24 @@ def is_keras3_file(path) -> bool:
     return str(meta.get("keras_version", "")).startswith("3.")
 
 
+def _hdf5_keras_version(path: Path) -> str | None:
+    """The root `keras_version` attribute of an HDF5 model file, or None (not HDF5, no attribute)."""
+    import h5py
+
+    try:
+        if not h5py.is_hdf5(path):
+            return None
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+    except OSError:  # unreadable: the loader names the file
+        return None
+    if isinstance(version, bytes):  # h5py < 3 and old Keras wrote bytes attributes
+        version = version.decode("utf-8", "replace")
+    return None if version is None else str(version)
+
+
 def load(path, *, check: bool = True):
-    """Loads a Keras 3 `.keras` file and returns the equivalent tf_keras model (see module doc)."""
+    """Loads a Keras 3 `.keras` or `.h5` file and returns the equivalent tf_keras model (see module doc)."""
     import keras  # Keras 3: imported only for this
 
     try:

@@ -25,7 +25,7 @@ from tfsparse.errors import UserError
 from tfsparse.pruning import magnitude as pruning
 from tfsparse.run_folder import RunFolder
 from tfsparse.doctoring import record as doctor_record
-from tfsparse.training import user_model
+from tfsparse.training import user_model, workers
 from tfsparse.training.progress import EpochProgress
 from tfsparse.zoo import create_model
 
@@ -35,13 +35,15 @@ TRAIN_EVAL_EXAMPLES = 10_000
 EQUAL_PHASE = "dense_equal"  # the dense reference trained for dense_epochs + epochs (equal_epochs_dense)
 
 
-def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, seed: int = 0):
+def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, seed: int = 0,
+            shard: tuple[int, int] | None = None):
     """A tf.data pipeline; images stay uint8 in memory and are scaled per batch.
 
     `x` is a numpy array (built-in data sets) or a `tfsparse.datasets.streamed.StreamedSplit`
-    (the user's files, read batch by batch; `y` is then its own labels)."""
+    (the user's files, read batch by batch; `y` is then its own labels). `shard` (a multi-worker
+    run's `tfsparse.training.workers.input_shard`): this worker reads only its share of the files."""
     if hasattr(x, "dataset"):
-        ds = x.dataset(batch_size, shuffle=shuffle, seed=seed)
+        ds = x.dataset(batch_size, shuffle=shuffle, seed=seed, shard=shard)
     else:
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle:
@@ -49,6 +51,8 @@ def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, s
         ds = ds.batch(batch_size)
     # Multi-worker training shards by element (each worker reads every n-th batch): file-based
     # sharding would need at least as many files as workers and does not apply to in-memory arrays.
+    # (The user's files in a multi-worker run are sharded by key instead, before the decode, in a
+    # pipeline per worker that tf.distribute does not auto-shard: tfsparse.training.workers.)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
@@ -107,6 +111,8 @@ class Trainer:
         self.folder = RunFolder(self.run_dir)  # not `self.run`: that would hide the method run()
         self.ckpt_dir = self.folder.checkpoints
         self.doctor_record, self._composed = None, False
+        self.shard = workers.input_shard(strategy)  # (workers, this one's index) of a multi-worker run
+        self.train_steps = self.val_steps = None  # fit's step counts when the input is distributed (feed)
 
     # ---- set-up -----------------------------------------------------------------
     def build_model(self):
@@ -151,6 +157,8 @@ class Trainer:
             raise UserError(f"{e} (`tfsparse doctor {user_path} --fix FIXED.keras` rewrites it)") from None
         if len(self.splits.x_train) == 0:
             raise UserError("no training examples")
+        if self.sharded(self.splits.x_train):
+            workers.per_replica_batch(self.strategy, self.recipe.train.batch_size)
 
     def epochs(self, n: int) -> int:
         return min(n, self.epochs_cap) if self.epochs_cap else n
@@ -167,25 +175,49 @@ class Trainer:
             optimizer = keras.optimizers.Adam(schedule)
         model.compile(optimizer=optimizer, loss=train.loss, metrics=[train.metric])
 
+    def sharded(self, x) -> bool:
+        """True when each worker reads only its share of `x` (a multi-worker run on the user's files)."""
+        return self.shard is not None and hasattr(x, "dataset")
+
+    def feed(self, x, y, batch_size: int, train: bool = False):
+        """(input, steps) for fit / evaluate: a tf.data pipeline and None, or in a multi-worker run
+        on the user's files this worker's share as a distributed dataset with its step count
+        (tfsparse.training.workers)."""
+        s, seed = self.splits, self.recipe.train.seed
+        if not self.sharded(x):
+            return batches(x, y, batch_size, s.preprocessing, shuffle=train, seed=seed), None
+        ds = workers.distribute(self.strategy, self.shard, lambda per_replica, shard: batches(
+            x, y, per_replica, s.preprocessing, shuffle=train, seed=seed, shard=shard), batch_size, repeat=train)
+        steps = self.steps_per_epoch() if train else workers.eval_steps(self.strategy, self.shard, len(x), batch_size)
+        return ds, steps
+
     def data(self):
         t, s = self.recipe.train, self.splits
-        train = batches(s.x_train, s.y_train, t.batch_size, s.preprocessing, shuffle=True, seed=t.seed)
-        val = batches(s.x_val, s.y_val, 256, s.preprocessing) if len(s.x_val) else None
+        train, self.train_steps = self.feed(s.x_train, s.y_train, t.batch_size, train=True)
+        val, self.val_steps = self.feed(s.x_val, s.y_val, 256) if len(s.x_val) else (None, None)
         return train, val
+
+    def fit_steps(self) -> dict:
+        """`model.fit` step counts of the last `data()` (None: Keras counts a plain dataset itself)."""
+        return {"steps_per_epoch": self.train_steps, "validation_steps": self.val_steps}
+
+    def evaluate(self, model, x, y) -> dict:
+        if model.distribute_strategy is not self.strategy:  # a model built outside the run's strategy
+            ds, steps = batches(x, y, 256, self.splits.preprocessing), None
+        else:
+            ds, steps = self.feed(x, y, 256)
+        return model.evaluate(ds, steps=steps, verbose=0, return_dict=True)
 
     def score(self, model) -> float:
         """The recipe's metric (accuracy by default) on the test split."""
         s = self.splits
-        results = model.evaluate(batches(s.x_test, s.y_test, 256, s.preprocessing), verbose=0, return_dict=True)
-        return float(results[self.recipe.train.metric])
+        return float(self.evaluate(model, s.x_test, s.y_test)[self.recipe.train.metric])
 
     def train_score(self, model) -> float:
         """The same metric on (the first TRAIN_EVAL_EXAMPLES of) the training split, as evaluated
         (no dropout, no shuffling): with `score`, the train-test gap of `metrics.json["generalisation"]`."""
         s, n = self.splits, TRAIN_EVAL_EXAMPLES
-        results = model.evaluate(batches(s.x_train[:n], s.y_train[:n], 256, s.preprocessing), verbose=0,
-                                 return_dict=True)
-        return float(results[self.recipe.train.metric])
+        return float(self.evaluate(model, s.x_train[:n], s.y_train[:n])[self.recipe.train.metric])
 
     def extra_metrics(self, model) -> dict:
         if self.splits.extra_metrics is None:
@@ -206,7 +238,7 @@ class Trainer:
             # One line per epoch of our own (tfsparse.training.progress) instead of Keras' bar.
             progress = [EpochProgress(phase, epochs)] if self.verbose else []
             model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial,
-                      callbacks=[*callbacks, ckpt, *progress], verbose=0)
+                      callbacks=[*callbacks, ckpt, *progress], verbose=0, **self.fit_steps())
 
     # ---- phases -----------------------------------------------------------------
     def dense_phase(self, state, from_model: str | None):
@@ -245,7 +277,7 @@ class Trainer:
         train, val = self.data()
         self.log(f"[head] {epochs} epoch(s), backbone frozen")
         progress = [EpochProgress("head", epochs)] if self.verbose else []
-        model.fit(train, validation_data=val, epochs=epochs, callbacks=progress, verbose=0)
+        model.fit(train, validation_data=val, epochs=epochs, callbacks=progress, verbose=0, **self.fit_steps())
         user_model.freeze_backbone(model, False)
 
     def pruning_phase(self, state, one_shot: str | None):
@@ -277,8 +309,9 @@ class Trainer:
         callbacks = [tfmot.sparsity.keras.UpdatePruningStep(),
                      tfmot.sparsity.keras.PruningSummaries(log_dir=str(self.folder.logs("pruning")))]
         self.fit(model, "pruning", epochs, state, callbacks)
-        stripped = pruning.strip(model)
-        stripped.compile(loss=self.recipe.train.loss, metrics=[self.recipe.train.metric])
+        with self.strategy.scope():  # evaluated like the pruned model (a multi-worker run: each on its share)
+            stripped = pruning.strip(model)
+            stripped.compile(loss=self.recipe.train.loss, metrics=[self.recipe.train.metric])
         self.save_model(stripped, self.folder.sparse_model)
         state.mark_finished("pruning", sparse_score=self.score(stripped), sparse_train_score=self.train_score(stripped),
                             sparse_extra=self.extra_metrics(stripped))
@@ -323,7 +356,19 @@ class Trainer:
         n_full = self.splits.full_train_examples or len(self.splits.x_train)
         return self.recipe.train.epochs * pruning.steps_per_epoch(n_full, self.recipe.train.batch_size)
 
+    def split_sizes(self) -> dict[str, int]:
+        s = self.splits
+        return {"train": len(s.x_train), "val": len(s.x_val), "test": len(s.x_test)}
+
+    def worker_shares(self) -> dict:
+        """metrics.json `data.worker_shares`: examples of each split read by worker 1..n (streamed data only)."""
+        if not self.sharded(self.splits.x_train):
+            return {}
+        return {"worker_shares": {split: workers.shares(n, self.shard) for split, n in self.split_sizes().items()}}
+
     def run(self, state, from_model: str | None = None, one_shot: str | None = None) -> dict:
+        if self.worker_shares():
+            self.log(workers.describe(self.shard, self.split_sizes()))
         if self.recipe.pruning.method != "gradual":
             # static / SET / RigL: sparse from the first step, no dense phase (training.from_scratch).
             from tfsparse.training import from_scratch
@@ -365,7 +410,9 @@ class Trainer:
             "epochs": {k: v for k, v in state.data["epochs_done"].items() if k != EQUAL_PHASE},
             "train_examples": len(self.splits.x_train),
             # The user's data: classes, examples per split, unreadable files (counted and named).
-            **({"data": self.splits.data_report} if self.splits.data_report is not None else {}),
+            # ... and, in a multi-worker run, how many examples of each split every worker read.
+            **({"data": {**self.splits.data_report, **self.worker_shares()}}
+               if self.splits.data_report is not None else {}),
             # What the run really trained under, not what was asked for: a mirrored run that
             # silently fell back to one device shows here as 1 replica.
             "strategy": type(self.strategy).__name__.lstrip("_"),

@@ -3,7 +3,7 @@
 `[model] from = "path"` in a recipe (or `tfsparse train --from path`) accepts:
 
 - tf_keras files: `.keras`, `.h5` and SavedModel folders (`tf.keras.models.load_model`);
-- Keras 3 `.keras` files (`import keras`, the default Keras of TensorFlow 2.16+): rebuilt as
+- Keras 3 `.keras` and `.h5` files (`import keras`, the default Keras of TensorFlow 2.16+): rebuilt as
   an equivalent tf_keras model with the same weights and checked on a batch
   (`tfsparse.training.keras3`), because TF-MOT prunes tf_keras models only;
 - a file written by `tfsparse doctor --fix`: its record (`tfsparse.doctoring.record`) says which
