@@ -90,13 +90,15 @@ class StreamedSplit:
         """What besides the keys decides the decoded examples (names the cache file)."""
         return {}
 
-    def cache_file(self, shard: tuple[int, int] | None = None) -> str:
+    def cache_file(self, shard: tuple[int, int] | None = None, keys=None) -> str:
+        """The cache of these keys in this order (`keys`: the order the dataset reads them in)."""
+        keys = self.keys if keys is None else keys
         digest = hashlib.sha256()
         # The shard is part of the name: a cache written as worker 1 of 2 holds half the split,
         # and must not be replayed by a run with another number of workers.
-        digest.update(json.dumps([type(self).__name__, self.settings(), str(self.keys.dtype)]
+        digest.update(json.dumps([type(self).__name__, self.settings(), str(keys.dtype)]
                                  + ([list(shard)] if shard else []), sort_keys=True, default=str).encode())
-        digest.update(np.ascontiguousarray(self.keys).tobytes())
+        digest.update(np.ascontiguousarray(keys).tobytes())
         # Workers of a multi-worker run share a file system: one cache file each (tf.data refuses
         # two writers of one cache).
         worker = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
@@ -112,7 +114,14 @@ class StreamedSplit:
         """
         import tensorflow as tf
 
-        ds = tf.data.Dataset.from_tensor_slices((self.keys, self.labels))
+        keys, labels = self.keys, self.labels
+        if shuffle and self.cache:
+            # The cache replays the order it was written in, and folders list their files class by
+            # class: a bounded shuffle buffer over that order would hold one or two classes at a
+            # time (training then chases the class of the moment). Mix the keys once, seeded, first.
+            order = np.random.default_rng(seed).permutation(len(keys))
+            keys, labels = keys[order], labels[order]
+        ds = tf.data.Dataset.from_tensor_slices((keys, labels))
         if shard is not None:
             ds = ds.shard(*shard)
         if shuffle and not self.cache:
@@ -120,7 +129,7 @@ class StreamedSplit:
             ds = ds.shuffle(max(1, len(self)), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(lambda k, y: (self.decode(k), y), num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
         if self.cache:
-            ds = ds.cache(self.cache_file(shard))
+            ds = ds.cache(self.cache_file(shard, keys))
             if shuffle:  # the cache replays one order: shuffle decoded examples in a bounded buffer
                 ds = ds.shuffle(min(self.shuffle_buffer, max(1, len(self))), seed=seed, reshuffle_each_iteration=True)
         if shuffle and self.augment is not None:
