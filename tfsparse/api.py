@@ -514,13 +514,15 @@ def load_model(path):
     return load(path, "load_model")[0]
 
 
-def doctor(model, *, predict: bool = True):
+def doctor(model, *, predict: bool = True, fold_batchnorm: bool = False):
     """Makes a Keras model XNNPACK-ready: what blocks the sparse path, where, why, and the rewrite.
 
     Args:
         model: a tf_keras model, or the path of a saved one (Keras 3 `.keras` files too).
         predict: also predict, from two TFLite conversions at a placeholder 90% sparsity, which
             share of the 1x1-convolution work XNNPACK runs sparse before and after the rewrite.
+        fold_batchnorm: fold BatchNormalization into the convolutions now; by default it stays
+            (fine-tuning and pruning need it; the converter folds it at export, zeros intact).
 
     Returns:
         A `tfsparse.doctoring.doctor.DoctorReport`: `.changes` (each `exact` or not, checked on a
@@ -542,7 +544,7 @@ def doctor(model, *, predict: bool = True):
     if isinstance(model, (str, Path)):
         source = str(model)
         model = load_model(model)
-    return run(model, source, predict=predict)
+    return run(model, source, predict=predict, fold_batchnorm=fold_batchnorm)
 
 
 def inspect(path_or_bytes, target: str = "arm64") -> InspectReport:

@@ -13,8 +13,9 @@
 What it does, before any training:
 
 1. Rewrites what keeps the model off XNNPACK's sparse (channel-first) path
-   (`tfsparse.doctoring.rewrite`: explicit symmetric padding, folded BatchNormalization, zero
-   biases, pooled Dense heads, input preprocessing moved to the file's metadata). Every change is
+   (`tfsparse.doctoring.rewrite`: explicit symmetric padding, zero biases, pooled Dense heads,
+   input preprocessing moved to the file's metadata; BatchNormalization folded only with
+   `--fold-batchnorm`, since the converter folds it anyway and training needs it). Every change is
    listed with its layer and marked *exact* or *changes numerics*; the exact ones are checked
    here on a seeded batch (they alone, then all together), so "exact" is measured, not assumed.
 2. Checks TF-MOT's `PruneForLatencyOnXNNPack` accepts the result (the policy `[pruning] policy =
@@ -99,6 +100,7 @@ class DoctorReport:
     before: Prediction | None = None
     after: Prediction | None = None
     fixed_model: Any = None
+    batchnorm_kept: int = 0  # BatchNormalization layers left for training (the converter folds them)
 
     @property
     def ready(self) -> bool:
@@ -113,7 +115,7 @@ class DoctorReport:
     def to_json(self) -> dict:
         return {"source": self.source, "changes": [{**c.to_json(), "why": WHY.get(c.action, "")} for c in self.changes],
                 "exact_max_abs_diff": self.exact_max_diff, "fixed_max_abs_diff": self.fixed_max_diff,
-                "input_preprocessing": self.input_preprocessing,
+                "input_preprocessing": self.input_preprocessing, "batchnorm_kept": self.batchnorm_kept,
                 "tfmot_xnnpack_policy": {"before": self.policy_before or "accepted",
                                          "after": self.policy_after or "accepted"},
                 "prediction": {"before": self.before and self.before.to_json(),
@@ -140,6 +142,10 @@ class DoctorReport:
                          f"all changes {self.fixed_max_diff:.3g}"
                          + (" (fine-tuning recovers the moved sampling grid)"
                             if any(not c.exact for c in self.changes) else ""))
+        if self.batchnorm_kept:
+            lines.append(f"  BatchNormalization kept ({self.batchnorm_kept} layers): the converter folds each into its "
+                         "conv at export (zeros stay zeros), and fine-tuning and pruning train better with it "
+                         "(--fold-batchnorm folds them now)")
         if self.input_preprocessing:
             p = self.input_preprocessing
             lines.append(f"  input preprocessing moved out of the graph: input = x * {_short(p['scale'])} + "
@@ -173,8 +179,12 @@ def _short(value) -> str:
 # ---- the steps ---------------------------------------------------------------------------------
 
 
-def doctor(model, source: str = "model", *, predict: bool = True) -> DoctorReport:
-    """Rewrites `model` (a tf_keras model) for XNNPACK's sparse path; see the module docstring."""
+def doctor(model, source: str = "model", *, predict: bool = True, fold_batchnorm: bool = False) -> DoctorReport:
+    """Rewrites `model` (a tf_keras model) for XNNPACK's sparse path; see the module docstring.
+
+    `fold_batchnorm`: fold BatchNormalization into the convolutions now (for a model that will
+    not be trained again); by default BN stays for fine-tuning and pruning, and the converter
+    folds it at export."""
     import tensorflow as tf
 
     from tfsparse.doctoring import rewrite
@@ -182,13 +192,15 @@ def doctor(model, source: str = "model", *, predict: bool = True) -> DoctorRepor
     if not isinstance(model, tf.keras.Model) or not (model._is_graph_network or isinstance(model, tf.keras.Sequential)):
         raise UserError(f"{source}: only Sequential and functional tf_keras models can be rewritten")
     try:
-        exact_model, _, moved = rewrite.rewrite(model, numeric=False)
-        fixed, changes, moved = rewrite.rewrite(model)
+        exact_model, _, moved = rewrite.rewrite(model, numeric=False, fold=fold_batchnorm)
+        fixed, changes, moved = rewrite.rewrite(model, fold=fold_batchnorm)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - Keras rejects a rebuilt config in many ways
         raise TfsparseError(f"{source}: the doctor could not rebuild the model: {_first_line(e)}") from None
-    report = DoctorReport(source, changes, input_preprocessing=moved, fixed_model=fixed)
+    report = DoctorReport(source, changes, input_preprocessing=moved, fixed_model=fixed,
+                          batchnorm_kept=sum(isinstance(layer, tf.keras.layers.BatchNormalization)
+                                             for layer in fixed.layers))
     x, x_fixed = _batch(model, moved)
     reference = np.asarray(model(x, training=False))
     tolerance = RELATIVE_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
@@ -320,6 +332,9 @@ def parse_args(argv):
     parser.add_argument("model", help="a saved Keras model: tf_keras .keras/.h5/SavedModel or a Keras 3 .keras")
     parser.add_argument("--fix", metavar="OUT.keras", help="write the rewritten model here (atomically)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--fold-batchnorm", action="store_true",
+                        help="fold BatchNormalization into the convolutions now (default: keep it for training; "
+                             "the converter folds it at export)")
     parser.add_argument("--no-predict", action="store_true",
                         help="skip the XNNPACK prediction (two TFLite conversions)")
     return parser.parse_args(argv)
@@ -333,7 +348,7 @@ def main(argv=None) -> int:
     from tfsparse.training.user_model import load_model
 
     model, _ = load_model(args.model, "doctor")
-    report = doctor(model, args.model, predict=not args.no_predict)
+    report = doctor(model, args.model, predict=not args.no_predict, fold_batchnorm=args.fold_batchnorm)
     if args.fix:
         save_fixed(report, args.fix)
     print(json.dumps(report.to_json(), indent=2) if args.json else str(report))
