@@ -115,6 +115,8 @@ class StreamedSplit:
         import tensorflow as tf
 
         keys, labels = self.keys, self.labels
+        if shard is not None:  # keys i, i + n, ... (what Dataset.shard(n, i) takes), before any decode
+            keys, labels = keys[shard[1]::shard[0]], labels[shard[1]::shard[0]]
         if shuffle and self.cache:
             # The cache replays the order it was written in, and folders list their files class by
             # class: a bounded shuffle buffer over that order would hold one or two classes at a
@@ -122,8 +124,6 @@ class StreamedSplit:
             order = np.random.default_rng(seed).permutation(len(keys))
             keys, labels = keys[order], labels[order]
         ds = tf.data.Dataset.from_tensor_slices((keys, labels))
-        if shard is not None:
-            ds = ds.shard(*shard)
         if shuffle and not self.cache:
             # Keys are tiny: a full shuffle of them costs nothing and mixes the whole set.
             ds = ds.shuffle(max(1, len(self)), seed=seed, reshuffle_each_iteration=True)
