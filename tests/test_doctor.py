@@ -80,10 +80,11 @@ def test_fixed_keras_applications_run_sparse(builder, arm64_runtime, tmp_path, c
                                                                   **kwargs))
     with pytest.raises(ValueError, match="Could not find `Conv2D 3x3`"):  # TF-MOT refuses it as keras builds it
         pruned_file(net, convert=False)
-    # The prediction (two conversions) is checked on one of the two, to keep the test short. V2 keeps
-    # its BatchNorms (the default: it is trained below), V3Small has them folded (--fold-batchnorm).
+    # No prediction here (two conversions; tfsparse.doctor's doctest checks it): the exported file's
+    # inspection below is the verdict. V2 keeps its BatchNorms (the default: it is trained below),
+    # V3Small has them folded (--fold-batchnorm).
     fold = builder == "MobileNetV3Small"
-    report = doctor(net, builder, predict=builder == "MobileNetV2", fold_batchnorm=fold)
+    report = doctor(net, builder, predict=False, fold_batchnorm=fold)
     actions = {c.action for c in report.changes}
     assert {"explicit padding", "symmetric padding"} <= actions
     # Exactness is measured: the exact rewrites alone keep the outputs, the padding moves them.
@@ -107,11 +108,6 @@ def test_fixed_keras_applications_run_sparse(builder, arm64_runtime, tmp_path, c
         assert {"4D constant", "scalar folded into bias", "pooled head"} <= actions
         assert isinstance(fixed.layers[-2], tf.keras.layers.Dense) or isinstance(fixed.layers[-1], tf.keras.layers.Dense)
         assert "MobileNetV3Small" in str(report) and "changes numerics" in str(report)
-    else:
-        # As keras builds it XNNPACK runs it dense (SAME / correct_pad padding); fixed, every 1x1 is sparse.
-        assert report.before.verdict == "dense" and report.before.sparse_share == 0
-        assert report.after.verdict == "sparse" and report.after.sparse_share == 1.0
-        assert "XNNPACK prediction after --fix" in str(report)
 
     save_fixed(report, tmp_path / "fixed.keras")  # what `doctor --fix` writes
     if builder == "MobileNetV2":
@@ -128,7 +124,7 @@ def test_fixed_keras_applications_run_sparse(builder, arm64_runtime, tmp_path, c
     inspected = tfsparse.inspect(sparse)
     assert inspected.verdict == "sparse", inspected.reasons
     assert not inspected.has("xnnpack_bug_b") and not inspected.has("dense_head_in_cluster")
-    speedup = tfsparse.bench({"fixed.sparse.fp32": sparse}, "arm64-emu", runs=5, warmup=1).speedup()
+    speedup = tfsparse.bench({"fixed.sparse.fp32": sparse}, "arm64-emu", runs=3, warmup=1).speedup()
     assert speedup >= min_speedup, speedup
 
 
@@ -152,7 +148,7 @@ def _fixed_model_through_the_pipeline(tmp_path, min_speedup, capsys):
                       "[train]\nepochs = 1\nbatch_size = 16\npruning_learning_rate = 0.0001\n\n"
                       '[pruning]\nfinal_sparsity = 0.9\nfrequency = 1\npolicy = "xnnpack"\n')
     out = tmp_path / "out"
-    assert run_main("tfsparse.pipeline", pipeline_main, [str(recipe), "--quick", "--runs", "5",
+    assert run_main("tfsparse.pipeline", pipeline_main, [str(recipe), "--quick",
                                                          "--from", str(tmp_path / "fixed.keras"),
                                                          "--out", str(out)]) == 0
     printed = capsys.readouterr().out

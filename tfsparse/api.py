@@ -535,8 +535,8 @@ def doctor(model, *, predict: bool = True, fold_batchnorm: bool = False):
         >>> import tensorflow as tf, tfsparse
         >>> net = tf.keras.applications.MobileNetV2((64, 64, 3), alpha=0.35, weights=None, classes=10)
         >>> report = tfsparse.doctor(net)
-        >>> report.policy_after is None, report.after.verdict
-        (True, 'sparse')
+        >>> report.policy_after is None, report.before.verdict, report.after.verdict, report.after.sparse_share
+        (True, 'dense', 'sparse', 1.0)
     """
     from tfsparse.doctoring.doctor import doctor as run
 
