@@ -47,14 +47,12 @@ data: install
 demo: data
 	$(PY) -m tfsparse.pipeline $(RECIPE)
 
-# Three workers (pytest-xdist) on CI's 2 cores: much of a test is one busy thread (imports, the
-# converter, qemu, LiteRT), so with two the cores idled ~25% of the time. A file, and the files
-# sharing a trained session fixture, stay in one worker (tests/conftest.py).
-# `.venv/bin/pytest tests/test_x.py` runs one file serially.
+# Two workers (pytest-xdist); a file, and the files sharing a trained session fixture, stay
+# in one worker (tests/conftest.py). `.venv/bin/pytest tests/test_x.py` runs one file serially.
 # Tests marked `timing` (tight emulated speed ratios) then run alone: a second worker beside
 # the emulator skews them.
 test: data
-	$(PY) -m pytest -q -n 3 --dist loadgroup -m "not timing" --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not timing"
 	$(PY) -m pytest -q -m timing
 
 # 10,000 mutated .tflite files through the reader and XNNPACK analysis (tests run 400):
