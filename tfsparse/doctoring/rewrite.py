@@ -10,8 +10,9 @@ few layers; each rewrite here is one of them:
 | rewrite | why | numerics |
 |---|---|---|
 | Rescaling / Normalization at the input -> removed, recorded | the cluster must start at the stem conv; the app applies it (file metadata) | exact |
-| BatchNormalization -> folded into the conv / depthwise before it | TF-MOT then prunes the kernel that ships | exact (float rounding) |
-| conv without bias -> zero bias | LiteRT's delegate takes no CONV_2D without bias | exact |
+| BatchNormalization -> folded into the conv / depthwise before it, only with `rewrite(fold=True)` (kept by default: the converter folds it at export, and training needs it) | TF-MOT then prunes the kernel that ships | exact (float rounding) |
+| conv without bias and no BatchNormalization after it -> zero bias | LiteRT's delegate takes no CONV_2D without bias | exact |
+| a scalar added right after a conv -> that conv's bias; other scalars on pooled maps -> [1, 1, 1, 1] | XNNPACK's ADD/MUL need 4D operands | exact |
 | `GlobalAveragePooling2D(keepdims=True)` + 1x1 conv / Reshape / Flatten head -> `GlobalAveragePooling2D()` + `Dense` | a 1x1 conv after MEAN(keepdims) is pulled into the cluster and LiteRT 2.3.0 fails to allocate it | exact |
 | `Flatten` (H x W > 1) + Dense -> `GlobalAveragePooling2D` + Dense (kernel summed over positions) | the cluster must end in a global pool | changes numerics |
 | SAME stride-2 3x3 conv / depthwise -> `ZeroPadding2D(1)` + `valid` (2 for 5x5) | TF pads SAME at stride 2 as (0, 1); XNNPACK needs 1 on every side and refuses the SAME flag | exact on odd sizes, else changes numerics (the grid moves one pixel) |
