@@ -132,7 +132,7 @@ def run(bases: dict[str, bytes], count: int, seed: int = DEFAULT_SEED, timeout: 
             if kind != "hang" and seconds > timeout:
                 kind, message = "hang", f"took {seconds:.1f} s (limit {timeout} s)"
             if kind != "hang" and seconds > slowest["seconds"]:
-                slowest = {"seconds": round(seconds, 4), "base": name, "case": case}
+                slowest = {"seconds": round(seconds, 6), "base": name, "case": case}
             per_base[name]["cases"] += 1
             per_base[name][kind] += 1
             if kind in ("crash", "hang"):
@@ -146,7 +146,9 @@ def run(bases: dict[str, bytes], count: int, seed: int = DEFAULT_SEED, timeout: 
         "count": count,
         "crashes": sum(b["crash"] for b in per_base.values()),
         "hangs": sum(b["hang"] for b in per_base.values()),
-        "seconds": round(time.perf_counter() - started, 1),
+        # Microseconds: on an idle machine 50 cases take a few hundredths of a second, which a
+        # coarser rounding turned into 0.0 (a "result" that says nothing ran).
+        "seconds": round(time.perf_counter() - started, 6),
         "seed": seed,
         "first_case": start,
         "timeout_seconds": timeout,
@@ -201,16 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     result, failing = run(bases, args.count, args.seed, args.timeout, args.start,
                           progress=lambda line: print(f"[fuzz] {line}", flush=True))
     result.update(command=" ".join(["python -m tfsparse.fuzz", *(argv if argv is not None else sys.argv[1:])]),
-                  base_build_seconds=round(build_seconds, 1),
+                  base_build_seconds=round(build_seconds, 6),
                   host=f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
                   finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     atomic.write_json(args.json, result)
     if args.save_failures:
         for name, data in failing.items():
             atomic.write_bytes(Path(args.save_failures) / name, data)
-    print(f"[fuzz] {result['count']} cases in {result['seconds']} s: {result['crashes']} crashes, "
+    print(f"[fuzz] {result['count']} cases in {result['seconds']:.3g} s: {result['crashes']} crashes, "
           f"{result['hangs']} hangs ({result['outcomes']['report']} reports, {result['outcomes']['error']} "
-          f"one-line errors; slowest {result['slowest']['seconds']} s) -> {args.json}", flush=True)
+          f"one-line errors; slowest {result['slowest']['seconds']:.3g} s) -> {args.json}", flush=True)
     for f in result["failures"][:20]:
         print(f"[fuzz] FAILED case {f['case']} ({f['base']}, seed {args.seed}): {f['kind']}: {f['message']}",
               file=sys.stderr)
