@@ -97,3 +97,31 @@ def test_venv_package_follows_the_chosen_python(tmp_path):
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert calls[0] == "apt-get install -y -q python3.12-venv"
     assert "fake python 3.12: -m venv .venv" in calls
+
+
+def _pipeline_argv(target: str, *make_args: str) -> list[str]:
+    """The arguments `make -n TARGET` would pass to `python -m tfsparse.pipeline` in this checkout."""
+    out = subprocess.run([MAKE, "--no-print-directory", "-n", target, *make_args], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if " -m tfsparse.pipeline " in line)
+    return line.split(" -m tfsparse.pipeline ", 1)[1].split()
+
+
+def test_demo_is_the_default_recipe_at_demo_size_under_its_own_name():
+    """`make demo` (issue 23: <= 10 min in a fresh clone): 3 + 6 epochs, no equal-epochs reference,
+    every override a valid recipe value, and a name of its own so a full run's folders stay apart;
+    `make full` is the recipe as written."""
+    from tfsparse.pipeline.runner import parse_args
+    from tfsparse.recipe import load_recipe
+
+    args = parse_args(_pipeline_argv("demo"))
+    assert (args.recipe, args.name, args.quick) == ("models/mobilenet_v1.toml", "mobilenet_v1-demo", False)
+    demo, full = load_recipe(REPO / args.recipe, args.set), load_recipe(REPO / args.recipe)
+    assert (demo.train.dense_epochs, demo.train.epochs, demo.train.equal_epochs_dense) == (3, 6, False)
+    assert (full.train.dense_epochs, full.train.epochs, full.train.equal_epochs_dense) == (6, 12, True)
+    assert demo.pruning.get_config() == full.pruning.get_config() and demo.export.get_config() == full.export.get_config()
+
+    full_args = parse_args(_pipeline_argv("full"))
+    assert (full_args.recipe, full_args.name, full_args.set) == ("models/mobilenet_v1.toml", None, [])
+    other = parse_args(_pipeline_argv("demo", "RECIPE=models/kws_ds_cnn.toml", "DEMO_SET="))
+    assert (other.recipe, other.name, other.set) == ("models/kws_ds_cnn.toml", "kws_ds_cnn-demo", [])
