@@ -1,6 +1,6 @@
 """One command from recipe to report: train -> export -> bench -> report + model card.
 
-    python -m tfsparse.pipeline models/mobilenet_v1.toml                  # what `make demo` runs
+    python -m tfsparse.pipeline models/mobilenet_v1.toml                  # what `make full` runs (`make demo`: 3 + 6 epochs)
     python -m tfsparse.pipeline models/mobilenet_v1.toml --quick          # smoke size, ~2 minutes
     python -m tfsparse.pipeline models/mobilenet_v1.toml --set pruning.final_sparsity=0.8 --out reports/mnv1_80
     python -m tfsparse.pipeline models/mobilenet_v1.toml --skip-arm64     # no qemu provisioning
