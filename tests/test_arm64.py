@@ -62,14 +62,28 @@ def test_an_interrupted_stage_leaves_nothing_and_is_rebuilt(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "thing"]
 
 
+def _append(log_path: str, line: str) -> None:
+    with open(log_path, "a") as log:
+        log.write(f"{line}\n")
+
+
 def _slow_build_in_process(base: str, log_path: str) -> None:
     def build(folder: Path):
-        with open(log_path, "a") as log:
-            log.write(f"build {os.getpid()}\n")
-        time.sleep(2.0)
+        _append(log_path, f"build {os.getpid()}")
+        # Hold the lock until the other run has tried to take it, so the two runs overlap on any
+        # machine (a fixed 2 s sleep did not once the second process started late: it then found
+        # the stage complete and never waited). A second "build" line means the lock let it in:
+        # stop waiting, the assertions below fail. The deadline only bounds a broken run.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            lines = Path(log_path).read_text().splitlines()
+            if any("waiting for another run" in line for line in lines) or \
+                    sum(line.startswith("build ") for line in lines) > 1:
+                break
+            time.sleep(0.02)
         (folder / "payload").write_text(str(os.getpid()))
 
-    _stage(Path(base), build, log=lambda s: open(log_path, "a").write(f"{s}\n"))
+    _stage(Path(base), build, log=lambda s: _append(log_path, s))
 
 
 def test_two_runs_at_once_build_a_stage_once(tmp_path):
