@@ -66,7 +66,7 @@ def test_report_shows_the_gap_column_the_reference_row_and_the_gap_plot(equal_ru
     equal = metrics["generalisation"]["dense_equal_epochs"]
     assert f"{100 * equal['test']:.2f}%" in reference  # its test score, from metrics.json
     assert f"{100 * equal['gap']:+.2f} pts" in reference
-    assert "sparse vs equally trained dense" in text
+    assert "sparse vs equally trained dense" in text and "the reference row is the dense model" in text
     assert out / report.GAP_PLOT in written and (out / report.GAP_PLOT).stat().st_size > 1000
     rows = json.loads((out / "results.json").read_text())["points"][0]["rows"]
     assert [r["weights"] for r in rows if r.get("reference")] == ["dense, 2 epochs (Keras)"]
@@ -77,3 +77,18 @@ def test_default_recipe_trains_the_equal_epochs_reference():
 
     assert load_recipe(ROOT / "models" / "mobilenet_v1.toml").train.equal_epochs_dense is True
     assert load_recipe(ROOT / "models" / "frozenlake.toml").train.equal_epochs_dense is False
+
+
+def test_report_without_the_reference_says_sparse_vs_dense_is_not_what_pruning_costs():
+    """`make demo` trains no equal-epochs reference: the report must not speak of a row it lacks."""
+    from tfsparse.reporting import report
+
+    g = {"metric": "accuracy", "train_split": "the first 100 training examples",
+         "dense": {"train": 0.9, "test": 0.8}, "sparse": {"train": 0.91, "test": 0.85}}
+    without = "\n".join(report.generalisation_lines([{"name": "demo", "generalisation": g}]))
+    assert "no equally trained dense reference here" in without and "the reference row" not in without
+    assert "dense 90.00% train / 80.00% test, sparse 91.00% / 85.00%." in without
+    equal = {**g, "dense_equal_epochs": {"epochs": 9, "train": 0.95, "test": 0.86}}
+    with_ = "\n".join(report.generalisation_lines([{"name": "full", "generalisation": equal}]))
+    assert "the reference row is the dense model" in with_ and "-1.00 pts on test" in with_
+    assert report.generalisation_lines([{"name": "x", "generalisation": {}}]) == []
