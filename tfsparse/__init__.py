@@ -20,9 +20,8 @@ is left alone; an explicit `0` is an error, as TF-MOT would fail later), and rai
 import os
 import sys
 
+from tfsparse._version import __version__  # noqa: F401
 from tfsparse.errors import KerasVersionError, TfsparseError
-
-__version__ = "0.1.0"
 
 _LEGACY_ON = ("1", "true", "True")  # what TensorFlow's KerasLazyLoader accepts as "on"
 

@@ -19,6 +19,7 @@ import sys
 from typing import Sequence
 
 from tfsparse import cli
+from tfsparse._version import __version__
 
 # command: (the module whose `main(argv)` runs it, one line for --help). The stage packages
 # hold the code; this table is the only place that names the commands.
@@ -109,11 +110,9 @@ def _own_prog(command: str) -> str:
 
 
 def usage() -> str:
-    import tfsparse
-
     width = max(map(len, COMMANDS))
     lines = ["usage: tfsparse <command> [options]   (tfsparse <command> --help for its options)", "",
-             f"tfsparse {tfsparse.__version__}: sparse Keras networks -> XNNPACK-ready TFLite files.", "",
+             f"tfsparse {__version__}: sparse Keras networks -> XNNPACK-ready TFLite files.", "",
              "commands:"]
     lines += [f"  {name:<{width}}  {line}" for name, (_, line) in COMMANDS.items()]
     lines += ["", "Python API: import tfsparse; help(tfsparse.api)"]
@@ -129,9 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli.closed_stdout()
         return 0 if argv else 2
     if argv[0] == "--version":
-        import tfsparse
-
-        print(f"tfsparse {tfsparse.__version__}")
+        print(f"tfsparse {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import tfsparse  # noqa: F401
 from tfsparse import datasets
 from tfsparse.cli import ArgumentParser, run_main
 

@@ -344,7 +344,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.fix and Path(args.fix).suffix != ".keras":
         raise UserError(f"--fix {args.fix}: the fixed model is written as a .keras file (it carries the doctor's record)")
-    import tfsparse  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
     from tfsparse.training.user_model import load_model
 
     model, _ = load_model(args.model, "doctor")

@@ -293,7 +293,6 @@ def micro(args, out: Path) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     from tfsparse.recipe import load_recipe
 
     if args.micro:

@@ -73,8 +73,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfsparse import atomic
+from tfsparse._version import __version__
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.errors import first_line, one_line
 from tfsparse.exporting.manifest import DOCUMENT_ROLE, MANIFEST_NAME
@@ -535,7 +535,7 @@ class Exporter:
                                          if pre.get("kind") == "tokens" else
                                          "input = the stored example as is (see normalisation)")
         model = self.dense if dense else self.sparse
-        return {"tfsparse_version": tfsparse.__version__, "recipe": self.source.name,
+        return {"tfsparse_version": __version__, "recipe": self.source.name,
                 "recipe_file": self.source.recipe_path, "architecture": self.source.recipe.model.name,
                 "variant": variant, "dense": dense, "labels": list(self.splits.labels),
                 **({"int8_weights": self.int8_weights} if variant.startswith("int8") else {}),
@@ -633,7 +633,7 @@ def export(source: Source, variants: list[str], out_dir: Path, int8_weights: str
         log(_progress(entry, out_dir))
     manifest = {"model": source.name, "architecture": source.recipe.model.name, "recipe": source.recipe_path,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "tfsparse_version": tfsparse.__version__, "int8_weights": int8_weights,
+                "tfsparse_version": __version__, "int8_weights": int8_weights,
                 "test_examples": int(len(exporter.y_test)) if exporter.has_data else 0,
                 "metric": exporter.metric, "task_metric": splits.task_metric or exporter.metric,
                 **({"output_layer": exporter.output_layer} if exporter.output_layer else {}),

@@ -29,7 +29,6 @@ import os
 import sys
 from pathlib import Path
 
-import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfsparse import atomic, cli, run_folder
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.recipe import Recipe, load_recipe

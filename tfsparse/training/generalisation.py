@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import tfsparse  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfsparse import atomic
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.run_folder import DENSE_EQUAL_MODEL, RunFolder
