@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsparse.errors import UserError
-from tfsparse.datasets import Splits
+from tfsparse.datasets.splits import Splits
 from tfsparse.datasets.streamed import StreamedSplit, unreadable_report
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")

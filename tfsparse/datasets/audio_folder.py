@@ -27,7 +27,8 @@ import wave
 
 import numpy as np
 
-from tfsparse.datasets import Splits, features
+from tfsparse.datasets import features
+from tfsparse.datasets.splits import Splits
 from tfsparse.datasets.image_folder import SPLIT_FOLDERS, folder_splits
 from tfsparse.datasets.streamed import StreamedSplit, data_cache, unreadable_report
 

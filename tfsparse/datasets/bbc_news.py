@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsparse import atomic
-from tfsparse.datasets import Splits
+from tfsparse.datasets.splits import Splits
 from tfsparse.datasets.text import Tokenizer
 from tfsparse.errors import UserError
 from tfsparse.paths import cache_dir

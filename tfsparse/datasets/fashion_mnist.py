@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsparse.datasets import Splits
+from tfsparse.datasets.splits import Splits
 from tfsparse.errors import UserError
 from tfsparse.paths import cache_dir
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsparse.errors import UserError
-from tfsparse.datasets import Splits
+from tfsparse.datasets.splits import Splits
 from tfsparse.datasets.streamed import StreamedSplit, data_cache, unreadable_report
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfsparse.datasets import Splits, speech_keywords
+from tfsparse.datasets import speech_keywords
+from tfsparse.datasets.splits import Splits
 
 SEGMENTS = 7  # 49 frames -> 7 segments of 7 frames
 

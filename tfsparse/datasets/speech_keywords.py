@@ -30,7 +30,8 @@ import json
 import numpy as np
 
 from tfsparse import atomic
-from tfsparse.datasets import Splits, features
+from tfsparse.datasets import features
+from tfsparse.datasets.splits import Splits
 from tfsparse.errors import UserError
 from tfsparse.paths import cache_dir
 

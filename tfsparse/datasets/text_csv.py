@@ -34,7 +34,7 @@ import numpy as np
 
 from tfsparse import atomic
 from tfsparse.errors import UserError
-from tfsparse.datasets import Splits
+from tfsparse.datasets.splits import Splits
 from tfsparse.datasets.arrays import ArraySplit
 from tfsparse.datasets.streamed import unreadable_report
 from tfsparse.datasets.text import Tokenizer
