@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfsparse.datasets import Splits, gym_env
+from tfsparse.datasets import gym_env
+# The tabular solver lives with the environments (the reference policy of an [rl] recipe uses it too).
+from tfsparse.datasets.gym_env import greedy, terminal_states, value_iteration
+from tfsparse.datasets.splits import Splits
 from tfsparse.errors import UserError
 
 ENV_ID = "FrozenLake-v1"
 ACTIONS = ["left", "down", "right", "up"]  # gymnasium's action order
-GAMMA = 0.99
 EPISODES = 1000
 EVAL_SEED = 10_000  # episode i is reset with seed EVAL_SEED + i
 ROLLOUT_EPSILON = 0.3  # exploration while collecting states, so off-path states are labelled too
@@ -48,27 +50,6 @@ def fetch(verbose: bool = True) -> str:
 def make_env(is_slippery: bool, map_name: str):
     return gym_env.make_env(ENV_ID, {"is_slippery": is_slippery, "map_name": map_name}, needed_by=NEEDED_BY,
                             settings="data.is_slippery / data.map_name")
-
-
-def value_iteration(P: dict, n_states: int, n_actions: int, gamma: float = GAMMA, tol: float = 1e-10) -> np.ndarray:
-    """Q*(s, a) from the transition model `P[s][a] = [(prob, next_state, reward, terminated), ...]`."""
-    q = np.zeros((n_states, n_actions))
-    while True:
-        v = q.max(axis=1)
-        new = np.array([[sum(p * (r + (0.0 if done else gamma * v[s2])) for p, s2, r, done in P[s][a])
-                         for a in range(n_actions)] for s in range(n_states)])
-        if np.max(np.abs(new - q)) < tol:
-            return new
-        q = new
-
-
-def greedy(q: np.ndarray) -> np.ndarray:
-    """argmax per state; ties (within 1e-9) go to the lowest action index, deterministically."""
-    return np.argmax(q >= q.max(axis=1, keepdims=True) - 1e-9, axis=1)
-
-
-def terminal_states(desc: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.isin(desc.reshape(-1), [b"H", b"G"]))
 
 
 def rollout_states(env, optimal: np.ndarray, n: int, seed: int) -> np.ndarray:

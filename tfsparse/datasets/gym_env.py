@@ -8,7 +8,7 @@ exporter, model card and report share about the environment:
   (Keras or a LiteRT file) over `episodes` episodes, episode i reset with seed `seed + i`, run
   in lock-step so one batched forward pass per time step serves every episode;
 - a reference policy where one exists: FrozenLake's optimum from value iteration over the
-  environment's own transition model (`tfsparse.datasets.frozenlake`; the agent never sees it),
+  environment's own transition model (`value_iteration`; the agent never sees it),
   MountainCar's textbook "push in the direction of motion" heuristic (not an optimum);
 - `load_rl(recipe)`: `Splits` for the exporter (probe observations + the reference's actions,
   so the exported files' `accuracy` is agreement with the reference policy, and
@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from tfsparse.cli import UserError
-from tfsparse.datasets import Splits
+from tfsparse.datasets.splits import Splits
 
 ACTION_NAMES = {"FrozenLake-v1": ["left", "down", "right", "up"],
                 "MountainCar-v0": ["push left", "no push", "push right"]}
@@ -151,14 +151,37 @@ def task_metric(info: EnvInfo) -> str:
 
 # ---- reference policies (what the agent is compared with; it never sees them) -------------------
 
+GAMMA = 0.99  # discount of the value-iteration optimum (FrozenLake's reference policy)
+
+
+def value_iteration(P: dict, n_states: int, n_actions: int, gamma: float = GAMMA, tol: float = 1e-10) -> np.ndarray:
+    """Q*(s, a) from the transition model `P[s][a] = [(prob, next_state, reward, terminated), ...]`."""
+    q = np.zeros((n_states, n_actions))
+    while True:
+        v = q.max(axis=1)
+        new = np.array([[sum(p * (r + (0.0 if done else gamma * v[s2])) for p, s2, r, done in P[s][a])
+                         for a in range(n_actions)] for s in range(n_states)])
+        if np.max(np.abs(new - q)) < tol:
+            return new
+        q = new
+
+
+def greedy(q: np.ndarray) -> np.ndarray:
+    """argmax per state; ties (within 1e-9) go to the lowest action index, deterministically."""
+    return np.argmax(q >= q.max(axis=1, keepdims=True) - 1e-9, axis=1)
+
+
+def terminal_states(desc: np.ndarray) -> np.ndarray:
+    """FrozenLake's holes and goal (map `desc`): the states where an episode ends, no action taken."""
+    return np.flatnonzero(np.isin(desc.reshape(-1), [b"H", b"G"]))
+
+
 def reference(info: EnvInfo):
     """(name, action-table or action function, description) of the task's reference policy, or None."""
     if info.env_id == "FrozenLake-v1":
-        from tfsparse.datasets import frozenlake
-
         env = make_env(info.env_id, info.env_kwargs)
-        q = frozenlake.value_iteration(env.unwrapped.P, info.obs_dim, info.num_actions)
-        table = frozenlake.greedy(q)
+        q = value_iteration(env.unwrapped.P, info.obs_dim, info.num_actions)
+        table = greedy(q)
         return ("value iteration optimum", lambda obs: np.eye(info.num_actions)[table[np.argmax(obs, axis=1)]],
                 "greedy policy of Q* from value iteration over the environment's transition model (gamma 0.99)")
     if info.env_id == "MountainCar-v0":
@@ -188,8 +211,7 @@ def load_rl(recipe) -> Splits:
     info = env_info(rl.env_id, rl.env_kwargs)
     x = probe_observations(info)
     if info.env_id == "FrozenLake-v1":  # holes and goal end the episode: no action is taken there
-        from tfsparse.datasets import frozenlake
-        x = np.delete(x, frozenlake.terminal_states(make_env(info.env_id, info.env_kwargs).unwrapped.desc), axis=0)
+        x = np.delete(x, terminal_states(make_env(info.env_id, info.env_kwargs).unwrapped.desc), axis=0)
     ref = reference(info)
     y = (np.argmax(ref[1](x), axis=1) if ref else np.zeros(len(x))).astype(np.int32)
     ref_score = {}
