@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tfsparse.recipe import load_recipe
-from tfsparse.training import retrieval
+from tfsparse.datasets import retrieval_metrics as retrieval
 
 ROOT = Path(__file__).parent.parent
 RECIPE = ROOT / "models" / "bbc_retrieval.toml"

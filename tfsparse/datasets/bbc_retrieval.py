@@ -29,7 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 from tfsparse.cli import UserError
-from tfsparse.datasets import Splits, bbc_news
+from tfsparse.datasets import bbc_news
+from tfsparse.datasets.retrieval_metrics import bm25_scores, nonzero_stats, scores_summary
+from tfsparse.datasets.splits import Splits
 from tfsparse.datasets.text import Tokenizer, words
 
 QUERY_LENGTH, DOCUMENT_LENGTH = 16, 128
@@ -112,8 +114,6 @@ def load(data_config, model_args) -> Splits:
     baseline = {}
 
     def bm25_baseline() -> dict:
-        from tfsparse.training.retrieval import bm25_scores, scores_summary
-
         if not baseline:
             vocab = documents.vocabulary
             # The words the encoders see: in-vocabulary ids, padding and <oov> dropped.
@@ -127,8 +127,6 @@ def load(data_config, model_args) -> Splits:
         return baseline
 
     def extra_metrics(predict) -> dict:
-        from tfsparse.training.retrieval import nonzero_stats, scores_summary
-
         model = getattr(predict, "model", None) or getattr(predict, "keras_model", None)
         if model is None:
             return {}

@@ -39,7 +39,7 @@ def format_pct(x) -> str:
 
 def metric_label(metric: str) -> str:
     """A metric's name for table headers and captions: "success rate", "MSE"."""
-    if metric == "mrr_at_10":  # a retrieval encoder (tfsparse.training.retrieval)
+    if metric == "mrr_at_10":  # a retrieval encoder (tfsparse.datasets.retrieval_metrics)
         return "MRR@10"
     return metric.upper() if metric in ("mse", "mae") else metric.replace("_", " ")
 
