@@ -1,7 +1,7 @@
 """DQN agents trained by interaction, with the Q-network pruned *during* RL training.
 
 What `python -m tfsparse.train` runs for a recipe with an `[rl]` section (see
-`tfsparse.training.rl_config`). For each seed in `rl.seeds` two agents learn from scratch with
+`tfsparse.recipe.RLConfig`). For each seed in `rl.seeds` two agents learn from scratch with
 identical hyper-parameters, environment seeds and exploration: a dense one and a sparse one
 whose layers selected by `[pruning] policy` are wrapped with TF-MOT `prune_low_magnitude` and
 follow the recipe's schedule over the agent's gradient steps (`begin`/`end` are fractions of
