@@ -177,7 +177,7 @@ def test_audio_folder_log_mel_front_end(tmp_path):
 
     from tfsparse import datasets
     from tfsparse.datasets import features
-    from tfsparse.training.trainer import batches
+    from tfsparse.training.input_pipeline import batches
 
     root = tmp_path / "keywords"
     t = np.arange(16000) / 16000

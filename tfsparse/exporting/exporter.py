@@ -241,7 +241,7 @@ class Exporter:
         import numpy as np
         import tensorflow as tf
 
-        from tfsparse.training.trainer import scaled
+        from tfsparse.training.input_pipeline import scaled
 
         tf.get_logger().setLevel("ERROR")
         self.np, self.tf, self.scaled = np, tf, scaled
@@ -305,7 +305,7 @@ class Exporter:
         return self.model_input(self.splits.y_test)
 
     def model_input(self, x):
-        """Stored examples -> model input, exactly as `tfsparse.training.trainer.batches` feeds them."""
+        """Stored examples -> model input, exactly as `tfsparse.training.input_pipeline.batches` feeds them."""
         return self.np.asarray(self.scaled(self.np.asarray(x), self.splits.preprocessing)).astype(self.input_dtype)
 
     def load_model(self, path):

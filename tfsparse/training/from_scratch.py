@@ -28,6 +28,8 @@ import tensorflow as tf
 
 from tfsparse.pruning import magnitude as pruning
 from tfsparse.pruning import sparse_training as st
+from tfsparse.training.checkpoints import EpochCheckpoint, save_for_inference
+from tfsparse.training.input_pipeline import batches, scaled
 from tfsparse.training.progress import EpochProgress
 
 keras = tf.keras
@@ -40,8 +42,6 @@ def resumable_batches(trainer, initial_epoch: int):
     `Trainer.data` reshuffles per pass over a fresh dataset, so a resumed run would see epoch
     0's order again; here epoch N is always the stream's N-th pass.
     """
-    from tfsparse.training.trainer import batches
-
     s, t = trainer.splits, trainer.recipe.train
     train = batches(s.x_train, s.y_train, t.batch_size, s.preprocessing, shuffle=True, seed=t.seed)
     return train.repeat().skip(initial_epoch * trainer.steps_per_epoch())
@@ -49,8 +49,6 @@ def resumable_batches(trainer, initial_epoch: int):
 
 def gradient_batch(trainer):
     """rng -> one training batch (RigL's dense gradient), drawn with the run's saved generator."""
-    from tfsparse.training.trainer import scaled
-
     s, t = trainer.splits, trainer.recipe.train
 
     def draw(rng):
@@ -62,8 +60,6 @@ def gradient_batch(trainer):
 
 def sparse_phase(trainer, state):
     """Trains the recipe's model sparse from the first step; writes sparse.keras and dense.keras."""
-    from tfsparse.training.trainer import EpochCheckpoint, save_for_inference
-
     recipe, run = trainer.recipe, trainer.folder
     config, train = recipe.pruning, recipe.train
     if not state.finished("dense"):

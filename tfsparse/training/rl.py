@@ -451,7 +451,7 @@ class RLTrainer:
                                 "training_episodes": agent_state["episodes"]["count"], **scores}
                 if seed == rl.seeds[0]:
                     model = pruning.strip(agent.online) if variant == "sparse" else agent.online
-                    from tfsparse.training.trainer import save_for_inference
+                    from tfsparse.training.checkpoints import save_for_inference
                     save_for_inference(model, self.runf.sparse_model if variant == "sparse" else self.runf.dense_model)
                     if variant == "sparse":
                         state.data["pruned_layers"] = agent.pruned

@@ -13,7 +13,6 @@ pruning schedule continues where it stopped instead of restarting.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,9 @@ from tfsparse.errors import UserError
 from tfsparse.pruning import magnitude as pruning
 from tfsparse.run_folder import RunFolder
 from tfsparse.doctoring import record as doctor_record
-from tfsparse.training import user_model, workers
+from tfsparse.training import from_scratch, user_model, workers
+from tfsparse.training.checkpoints import EpochCheckpoint, save_for_inference
+from tfsparse.training.input_pipeline import batches, scaled
 from tfsparse.training.progress import EpochProgress
 from tfsparse.zoo import create_model
 
@@ -33,73 +34,6 @@ keras = tf.keras
 # The train-split metric (generalisation gap) is measured on at most this many training examples.
 TRAIN_EVAL_EXAMPLES = 10_000
 EQUAL_PHASE = "dense_equal"  # the dense reference trained for dense_epochs + epochs (equal_epochs_dense)
-
-
-def batches(x, y, batch_size: int, preprocessing: dict, shuffle: bool = False, seed: int = 0,
-            shard: tuple[int, int] | None = None):
-    """A tf.data pipeline; images stay uint8 in memory and are scaled per batch.
-
-    `x` is a numpy array (built-in data sets) or a `tfsparse.datasets.streamed.StreamedSplit`
-    (the user's files, read batch by batch; `y` is then its own labels). `shard` (a multi-worker
-    run's `tfsparse.training.workers.input_shard`): this worker reads only its share of the files."""
-    if hasattr(x, "dataset"):
-        ds = x.dataset(batch_size, shuffle=shuffle, seed=seed, shard=shard)
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if shuffle:
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size)
-    # Multi-worker training shards by element (each worker reads every n-th batch): file-based
-    # sharding would need at least as many files as workers and does not apply to in-memory arrays.
-    # (The user's files in a multi-worker run are sharded by key instead, before the decode, in a
-    # pipeline per worker that tf.distribute does not auto-shard: tfsparse.training.workers.)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    ds = ds.with_options(options)
-    if "scale" in preprocessing:
-        # Arrays, not floats: a per-channel transform (moved out of a model by `tfsparse doctor`) broadcasts.
-        scale = np.asarray(preprocessing["scale"], dtype=np.float32)
-        offset = np.asarray(preprocessing.get("offset", 0.0), dtype=np.float32)
-        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) * scale + offset, b), num_parallel_calls=tf.data.AUTOTUNE)
-    # The user's files: a fixed read-ahead of 2 batches. AUTOTUNE grows the buffer while the
-    # consumer waits (up to half the machine's RAM), so resident memory would follow the length
-    # of the run and the size of the splits instead of the batch size.
-    return ds.prefetch(2 if hasattr(x, "dataset") else tf.data.AUTOTUNE)
-
-
-def scaled(x, preprocessing: dict):
-    """The model input for stored examples `x` (numpy), as `batches` feeds it."""
-    if "scale" not in preprocessing:
-        return x
-    return x.astype(np.float32) * np.float32(preprocessing["scale"]) + np.float32(preprocessing.get("offset", 0.0))
-
-
-def save_for_inference(model, path: Path):
-    """Saves weights and architecture only (no optimizer state: a third of the size)."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    with atomic.atomic_path(path) as tmp:
-        copy.save(tmp)
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the model (with optimizer) atomically, then records the epoch in state."""
-
-    def __init__(self, path: Path, state, phase: str):
-        super().__init__()
-        self.path, self.state, self.phase = path, state, phase
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._start
-        with atomic.atomic_path(self.path) as tmp:
-            self.model.save(tmp)
-        self.state.data["epochs_done"][self.phase] = epoch + 1
-        self.state.data["seconds"][self.phase].append(round(seconds, 3))
-        self.state.save()
 
 
 class Trainer:
@@ -371,8 +305,6 @@ class Trainer:
             self.log(workers.describe(self.shard, self.split_sizes()))
         if self.recipe.pruning.method != "gradual":
             # static / SET / RigL: sparse from the first step, no dense phase (training.from_scratch).
-            from tfsparse.training import from_scratch
-
             from_scratch.sparse_phase(self, state)
         else:
             self.dense_phase(state, from_model)
