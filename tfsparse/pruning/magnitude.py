@@ -11,6 +11,7 @@ arXiv:1902.09574).
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from dataclasses import dataclass
@@ -96,8 +97,33 @@ class XNNPackPolicy(sparsity.PruneForLatencyOnXNNPack):
             self._rejected = layer
         return supported
 
+    def _lookup_layers(self, source_layers, stop_fn, next_fn):
+        # TF-MOT's walk (same stop and dead-end rules) pops layers from a set, whose order follows
+        # memory addresses: the layer it rejected first changed from run to run. This one visits
+        # in the model's layer order, so the error names the earliest unsupported layer, every time.
+        position = self._position
+        key = lambda layer: (position.get(id(layer), len(position)), layer.name)  # noqa: E731
+        to_visit = [(key(layer), id(layer), layer) for layer in source_layers]
+        heapq.heapify(to_visit)
+        used = {id(layer) for layer in source_layers}
+        found = set()
+        while to_visit:
+            layer = heapq.heappop(to_visit)[2]
+            if stop_fn(layer):
+                found.add(layer)
+                continue
+            next_layers = next_fn(layer)
+            if not next_layers:
+                return set()
+            for nxt in next_layers:
+                if id(nxt) not in used:
+                    used.add(id(nxt))
+                    heapq.heappush(to_visit, (key(nxt), id(nxt), nxt))
+        return found
+
     def ensure_model_supports_pruning(self, model):
         self._rejected = None
+        self._position = {id(layer): i for i, layer in enumerate(model.layers)}
         try:
             super().ensure_model_supports_pruning(model)
         except ValueError as e:
