@@ -87,6 +87,8 @@ class XNNPackPolicy(sparsity.PruneForLatencyOnXNNPack):
     def __init__(self, exclude: str | None = None):
         super().__init__()
         self._exclude = re.compile(exclude) if exclude else None
+        self._rejected = None  # the first layer _check_layer_support refused in this check
+        self._position = {}  # id(layer) -> index in model.layers, for the walk's order
 
     def allow_pruning(self, layer):
         return super().allow_pruning(layer) and not (self._exclude and self._exclude.search(layer.name))
