@@ -98,6 +98,50 @@ def test_image_folder_splits_cache_and_augmentation(images, tmp_path):
     assert len(set(first_batch)) == 3, first_batch
 
 
+def test_image_folder_checks_only_changed_files_again(tmp_path, monkeypatch):
+    """Every image is decoded when a folder is first opened; a later open decodes only files that
+    are new or changed (size, modification time), and the verdicts stay the same."""
+    import json
+    import os
+
+    from PIL import Image
+
+    from tfsparse import datasets
+    from tfsparse.datasets import readability
+    from tfsparse.datasets.image_folder import check_image
+    from tfsparse.datasets.streamed import describe
+
+    monkeypatch.setenv("TFSPARSE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "photos"
+    write_pngs(root, 5, size=8)
+    broken = root / "red" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    config = DataConfig(name="image_folder", path=str(root), image_size=8, validation_split=0.2, test_split=0.2)
+
+    def opened():
+        report = datasets.load(config, {}).data_report
+        return report["checked_now"], [f["path"] for f in report["unreadable_files"]], report
+
+    assert opened()[:2] == (16, [str(broken)])
+    checked, unreadable, report = opened()
+    assert (checked, unreadable) == (0, [str(broken)])
+    assert "0 of 16 files decoded to check them (the rest unchanged" in describe(report)
+    # The broken file repaired, a good one broken, one added: those three are decoded again.
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(broken)
+    spoiled = root / "green" / "0001.png"
+    spoiled.write_bytes(b"garbage")
+    os.utime(spoiled, ns=(0, 0))  # an old timestamp does not hide a change of size
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "blue" / "new.png")
+    assert opened()[:2] == (3, [str(spoiled)])
+    # Verdicts of another check (another decoder version) are not reused.
+    cache = readability.verdict_file(root, check_image)
+    saved = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**saved, "check": saved["check"] + " (older TensorFlow)"}))
+    assert opened()[:2] == (17, [str(spoiled)])
+    bad, checked = readability.scan([str(spoiled)], check_image, root=root, remember=False)
+    assert checked == 1 and list(bad) == [str(spoiled)]
+
+
 def test_arrays_npz_memory_mapped_and_int8_from_user_data(tmp_path):
     import tfsparse
     from tfsparse import datasets

@@ -90,7 +90,7 @@ class AudioFolderSplit(StreamedSplit):
 
 
 def load(data_config, model_args) -> Splits:
-    labels, parts, bad, ignored, layout = folder_splits(data_config, EXTENSIONS, _check, "WAV files")
+    labels, parts, bad, ignored, layout, checked = folder_splits(data_config, EXTENSIONS, _check, "WAV files")
     cache = data_cache(data_config.cache)
     buffer = data_config.shuffle_buffer or 1024
     split = {s: AudioFolderSplit(*parts[s], cache=cache, shuffle_buffer=buffer, name=s) for s in SPLIT_FOLDERS}
@@ -110,5 +110,6 @@ def load(data_config, model_args) -> Splits:
                                "tfsparse/datasets/features.py"},
         data_report=unreadable_report("audio_folder", str(data_config.path), sorted(bad.items()), classes=labels,
                                       ignored_files=ignored, examples={s: int(len(parts[s][0])) for s in SPLIT_FOLDERS},
-                                      layout=layout, normalisation_clips=int(len(sample))),
+                                      layout=layout, checked_now=checked,
+                                      normalisation_clips=int(len(sample))),
     )

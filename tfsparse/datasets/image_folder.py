@@ -8,12 +8,13 @@ labels. Files ending in .jpg/.jpeg/.png/.bmp/.gif are decoded by TensorFlow's ow
 (`tf.io.decode_image`: 3 channels, first frame of a GIF) and bilinear-resized to `image_size`
 (aspect ratio not kept, as `tf.keras.utils.image_dataset_from_directory` does by default).
 
-Every image is decoded once when the data set is opened (in parallel threads), because a file
+Every image is decoded once when the data set is first opened (in parallel threads), because a file
 that fails inside a tf.data pipeline would stop training in the middle of an epoch without its
 name. A file that cannot be decoded is *named* in a progress line and in metrics.json
 (`data.unreadable_files`), *counted* (`data.unreadable`) and left out; if no image of the data
 set can be read, or a class folder has no images, that is an error. Other files (a README, a
-.DS_Store) are counted as `ignored_files`.
+.DS_Store) are counted as `ignored_files`. The verdicts are remembered per file
+(`tfsparse.datasets.readability`): a later open decodes only new or changed files.
 
 Recipe:
 
@@ -33,12 +34,12 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from tfsparse.errors import UserError
+from tfsparse.datasets.readability import scan
 from tfsparse.datasets.splits import Splits
 from tfsparse.datasets.streamed import StreamedSplit, data_cache, unreadable_report
 
@@ -101,7 +102,7 @@ class ImageFolderSplit(StreamedSplit):
         return _decode(key, self.size)
 
 
-def _check_image(path: str) -> str | None:
+def check_image(path: str) -> str | None:
     """None if TensorFlow decodes the file, else the reason, one line."""
     import tensorflow as tf
 
@@ -142,13 +143,6 @@ def _list(root: Path, extensions=EXTENSIONS, what: str = "images") -> tuple[dict
     return files, ignored
 
 
-def _scan(files: list[str], check=_check_image) -> dict[str, str]:
-    """{path: reason} of every file `check` cannot read (threads: TF's decoders release the GIL)."""
-    with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
-        reasons = list(pool.map(check, files))
-    return {f: r for f, r in zip(files, reasons) if r is not None}
-
-
 def image_size(data_config, model_args) -> tuple[int, int]:
     size = data_config.image_size if data_config.image_size is not None else model_args.get("input_size")
     if size is None:
@@ -160,9 +154,11 @@ def fetch() -> str:
     return "nothing to fetch: reads the user's folder (data.path)"
 
 
-def folder_splits(data_config, extensions=EXTENSIONS, check=_check_image, what: str = "images"):
-    """(labels, {split: (paths, class indices)}, {unreadable path: reason}, ignored file count, layout)
-    of a folder of class folders (or of train/, val/, test/ folders of them); shared with audio_folder."""
+def folder_splits(data_config, extensions=EXTENSIONS, check=check_image, what: str = "images"):
+    """(labels, {split: (paths, class indices)}, {unreadable path: reason}, ignored file count, layout,
+    files checked now) of a folder of class folders (or of train/, val/, test/ folders of them);
+    shared with audio_folder. Files unchanged since an earlier open are not decoded again
+    (`tfsparse.datasets.readability`)."""
     root = Path(data_config.path).expanduser()
     if not root.is_dir():
         raise UserError(f"data.path: no such folder: {root}")
@@ -181,7 +177,7 @@ def folder_splits(data_config, extensions=EXTENSIONS, check=_check_image, what: 
         labels = list(files)
         listed = {"all": (files, ignored)}
     everything = [f for files, _ in listed.values() for c in files.values() for f in c]
-    bad = _scan(everything, check)
+    bad, checked = scan(everything, check, root=root)
     if len(bad) == len(everything):
         first = next(iter(bad.items()))
         raise UserError(f"{root}: none of the {len(everything)} {what} can be read (e.g. {first[0]}: {first[1]})")
@@ -224,13 +220,13 @@ def folder_splits(data_config, extensions=EXTENSIONS, check=_check_image, what: 
                 parts[s] = (source[0][order], source[1][order])
     if len(parts["test"][0]) == 0:
         raise UserError(f"{root}: no test {what} (add a test/ folder or raise data.test_split)")
-    return labels, parts, bad, ignored, "train/val/test folders" if explicit else "class folders"
+    return labels, parts, bad, ignored, "train/val/test folders" if explicit else "class folders", checked
 
 
 def load(data_config, model_args) -> Splits:
     size = image_size(data_config, model_args)
     root = Path(data_config.path).expanduser()
-    labels, parts, bad, ignored, layout = folder_splits(data_config)
+    labels, parts, bad, ignored, layout, checked = folder_splits(data_config)
     cache = data_cache(data_config.cache)
     augment = augmentation(data_config.augment or [], size) if data_config.augment else None
     buffer = data_config.shuffle_buffer or 1024
@@ -253,5 +249,5 @@ def load(data_config, model_args) -> Splits:
         data_report=unreadable_report(
             "image_folder", str(root), problems, classes=labels, ignored_files=ignored,
             examples={s: int(len(parts[s][0])) for s in SPLIT_FOLDERS},
-            layout=layout),
+            layout=layout, checked_now=checked),
     )

@@ -160,6 +160,11 @@ def describe(report: dict) -> str:
     line = f"{report['kind']} {report['path']}: {len(report.get('classes', []))} classes, {sizes} examples"
     if report.get("ignored_files"):
         line += f"; {report['ignored_files']} non-data files ignored"
+    if "checked_now" in report:
+        files = sum(examples.values()) + report["unreadable"]
+        line += f"; {report['checked_now']} of {files} files decoded to check them"
+        if report["checked_now"] < files:
+            line += " (the rest unchanged since an earlier open)"
     if report["unreadable"]:
         named = "; ".join(f"{f['path']}: {f['reason']}" for f in report["unreadable_files"][:5])
         more = report["unreadable"] - min(5, len(report["unreadable_files"]))
