@@ -59,6 +59,19 @@ EMU_NOTE = ("emulated arm64 (qemu-user) running the aarch64 LiteRT wheel: only t
 EMULATED = ("arm64-emu",)  # targets whose ratio against the unpruned dense file is an artefact
 SAME_WEIGHTS, UNPRUNED = "same_weights", "unpruned_dense"
 SPARSE_NAME = re.compile(r"^(?P<stem>.+)\.sparse\.(?P<variant>[^.]+)\.tflite$")
+EXPORT_NAME = re.compile(r"^.+\.(?:dense|sparse)\.(?P<variant>[^.]+)\.tflite$")
+# fp16 files hold fp16 weights that LiteRT dequantizes at load: they compute in fp32 like fp32 files.
+FLOAT_VARIANTS = ("fp32", "fp16")
+
+
+def same_arithmetic(a: Path, b: Path) -> bool:
+    """Whether two export files compute alike (the same variant, or fp32 and fp16): only then does
+    a ratio of their times isolate what the weights' values do. True for names of another form."""
+    va, vb = (EXPORT_NAME.match(Path(p).name) for p in (a, b))
+    if va is None or vb is None:
+        return True
+    va, vb = va["variant"], vb["variant"]
+    return va == vb or (va in FLOAT_VARIANTS and vb in FLOAT_VARIANTS)
 
 
 @dataclass
@@ -273,6 +286,9 @@ def report(models: list[Model], pairs, target, litert_version, threads, warmup, 
         if target in EMULATED:
             # Not a speedup under emulation (software floating point: costs depend on the values, e.g.
             # zeros): keep only the emulator's effect, unpruned dense / the same weights stored dense.
+            # An int8 twin against the fp32 dense file would measure int8 arithmetic instead: left out.
+            if not same_arithmetic(dense, sparse):
+                continue
             zero_effect.append({"dense": str(dense), "twin": twin_of[sparse].label if sparse in twin_of else None,
                                 "ratio": paired_ratio(by_path.get(dense), twin_of.get(sparse))})
         else:
