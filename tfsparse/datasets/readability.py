@@ -3,11 +3,12 @@
 A file that fails inside a tf.data pipeline stops training in the middle of an epoch without
 its name, so `image_folder` and `audio_folder` decode every file when the data set is opened
 and leave out (and name) the ones that fail. On a large folder that is minutes of decoding,
-and it happened every time a stage opened the data (`train`, then `export`), on every run and
-on every worker of a multi-worker run. Here the verdicts are kept in tfsparse's cache folder,
-one file per data folder and check, keyed per file by its size and modification time and by
-the check itself (its name, the decoder's TensorFlow and Python versions): a new, replaced or
-touched file is decoded again, an unchanged one is not.
+and it happened every time a stage opened the data (`train`, then `export`) on every run. Here
+the verdicts are kept in tfsparse's cache folder, one file per data folder and check, keyed per
+file by its size and modification time and by the check itself (its name, the decoder's
+TensorFlow and Python versions): a new, replaced or touched file is decoded again, an unchanged
+one is not. Workers of a multi-worker run that share a home folder share the verdicts (each
+writes the whole file atomically); on separate machines each still decodes every file once.
 
     >>> from tfsparse.datasets.image_folder import check_image
     >>> bad, checked = scan(["a/cat/1.png", "a/cat/2.png"], check_image, root="a")  # doctest: +SKIP
