@@ -234,6 +234,21 @@ def test_a_folder_is_not_resumed_with_other_settings(point, tmp_path):
     assert json.loads((point / "pipeline.json").read_text())["finished"]
 
 
+def test_bad_input_leaves_no_folder_that_refuses_the_corrected_command(tmp_path):
+    """A value the recipe refuses stops the pipeline before it writes anything; one the trainer
+    refuses (a model TF-MOT's XNNPACK policy rejects) leaves a folder with no stage done, which
+    the next command, with other settings, starts afresh instead of refusing."""
+    out = tmp_path / "p"
+    result = run("pipeline", RECIPE, "--out", out, "--set", "pruning.final_sparsity=1.5", timeout=120)
+    assert result.returncode == 2 and "pruning.final_sparsity must be in [0, 1), got 1.5" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "[pipeline]" not in result.stdout and not out.exists()
+    result = run("pipeline", RECIPE, "--out", out, "--set", "model.name=inception", timeout=300)
+    assert result.returncode == 2 and "not eligible for XNNPACK sparse inference" in result.stderr, result.stderr
+    assert json.loads((out / "pipeline.json").read_text())["stages"] == {}
+    result = run("pipeline", RECIPE, "--out", out, "--set", "model.name=mobilenet_v3", timeout=300)
+    assert result.returncode == 2 and "unknown model 'mobilenet_v3'" in result.stderr, result.stderr
+
+
 def test_missing_recipe_is_one_line_exit_2(tmp_path):
     result = run("pipeline", tmp_path / "nope.toml", timeout=60)
     assert result.returncode == 2 and "no such recipe file" in result.stderr and len(result.stderr.splitlines()) == 1

@@ -45,6 +45,7 @@ from typing import Sequence
 from tfsparse import atomic, cli
 from tfsparse.cli import ArgumentParser, UserError, run_main
 from tfsparse.exporting.manifest import MANIFEST_NAME
+from tfsparse.recipe import load_recipe
 from tfsparse.run_folder import RunFolder
 
 PROG = "tfsparse.pipeline"
@@ -215,10 +216,17 @@ class Pipeline:
             raise StageFailed("android bench")
 
     def check_same_settings(self) -> None:
-        """A folder holds one experiment: resuming it with other settings would mix results."""
+        """A folder holds one experiment: resuming it with other settings would mix results.
+
+        A folder where no stage finished and no training started (the earlier command stopped
+        on bad input, e.g. a `--set` the trainer refused) holds no results: it starts afresh,
+        so the corrected command is not refused for differing from the mistaken one.
+        """
         try:
             previous = json.loads((self.out / STATE_NAME).read_text())
         except (OSError, ValueError):
+            return
+        if not previous.get("stages") and not RunFolder(self.run_dir).state.is_file():
             return
         for key in SETTINGS:
             if previous.get(key) != self.state[key]:
@@ -226,6 +234,7 @@ class Pipeline:
                                 f"{self.state[key]!r}: run the same command to resume it, or use another --out")
 
     def run(self) -> dict:
+        load_recipe(self.args.recipe, self.args.set)  # a bad value: one line, before anything is written
         self.check_same_settings()
         self.out.mkdir(parents=True, exist_ok=True)
         self.save()
