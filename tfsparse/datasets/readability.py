@@ -49,7 +49,11 @@ def check_id(check: Callable) -> str:
 
 def verdict_file(root: str | os.PathLike, check: Callable) -> Path:
     """The cache file of one data folder's verdicts under one check."""
-    digest = hashlib.sha256(f"{Path(root).resolve()}\0{check_id(check)}".encode()).hexdigest()[:20]
+    return _verdict_path(root, check_id(check))
+
+
+def _verdict_path(root: str | os.PathLike, check: str) -> Path:
+    digest = hashlib.sha256(f"{Path(root).resolve()}\0{check}".encode()).hexdigest()[:20]
     return cache_dir("readability", f"{digest}.json")
 
 
@@ -82,8 +86,8 @@ def scan(files: Sequence[str], check: Callable[[str], str | None], *, root: str 
     every file and leaves the cache alone.
     """
     stats = {f: _stat(f) for f in files}
-    cache = verdict_file(root, check) if remember else None
     wanted = check_id(check)
+    cache = _verdict_path(root, wanted) if remember else None
     known = _remembered(cache, wanted) if cache else {}
     verdicts: dict[str, str | None] = {}
     todo = []
